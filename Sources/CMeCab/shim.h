@@ -1,0 +1,2 @@
+// libmecab's C API (Debian: libmecab-dev).
+#include <mecab.h>

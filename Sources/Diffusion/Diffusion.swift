@@ -1,0 +1,1 @@
+// Diffusion: see ../shared/DESIGN.md for what this module owns.

@@ -1,0 +1,1 @@
+// Evolution: see ../shared/DESIGN.md for what this module owns.

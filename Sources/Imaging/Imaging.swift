@@ -1,0 +1,1 @@
+// Imaging: see ../shared/DESIGN.md for what this module owns.

@@ -1,0 +1,1 @@
+// Merging: see ../shared/DESIGN.md for what this module owns.

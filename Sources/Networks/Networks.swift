@@ -1,0 +1,1 @@
+// Networks: see ../shared/DESIGN.md for what this module owns.

@@ -1,0 +1,1 @@
+// SafeTensors: see ../shared/DESIGN.md for what this module owns.

@@ -1,0 +1,1 @@
+// Tokenization: see ../shared/DESIGN.md for what this module owns.
