@@ -1,1 +1,0 @@
-// Networks: see ../shared/DESIGN.md for what this module owns.
