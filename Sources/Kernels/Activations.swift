@@ -1,0 +1,55 @@
+// Activation functions, elementwise, spread over cores.
+// References: torch.nn.functional.gelu (approximate="none" / "tanh"), torch.nn.SiLU,
+// transformers.activations.QuickGELUActivation (x * sigmoid(1.702 x), CLIP).
+
+import Foundation
+
+/// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)).
+public func gelu(_ x: Tensor) -> Tensor {
+    unaryMap(x, grain: 1 << 12) { v in 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
+}
+
+/// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+public func geluTanh(_ x: Tensor) -> Tensor {
+    unaryMap(x, grain: 1 << 12) { v in
+        0.5 * v * (1 + tanhf(0.79788456080286536 * (v + 0.044715 * v * v * v)))
+    }
+}
+
+/// Logistic sigmoid 1 / (1 + exp(-x)), stable for large |x|.
+@inline(__always) func sigmoidScalar(_ v: Float) -> Float {
+    v >= 0 ? 1 / (1 + expf(-v)) : { let e = expf(v); return e / (1 + e) }()
+}
+
+public func sigmoid(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { sigmoidScalar($0) } }
+
+/// SiLU (swish): x * sigmoid(x).
+public func silu(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { $0 * sigmoidScalar($0) } }
+
+/// QuickGELU (CLIP): x * sigmoid(1.702 x).
+public func quickGelu(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { $0 * sigmoidScalar(1.702 * $0) } }
+
+/// ReLU: max(x, 0).
+public func relu(_ x: Tensor) -> Tensor { unaryMap(x) { Swift.max($0, 0) } }
+
+/// Elementwise tanh.
+public func tanh(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { tanhf($0) } }
+
+/// Elementwise exp.
+public func exp(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { expf($0) } }
+
+/// GEGLU (diffusers.models.activations.GEGLU): x: [..., 2F] -> a * gelu(gate), a, gate = halves.
+public func geglu(_ x: Tensor) -> Tensor {
+    let twoF = x.shape[x.rank - 1]
+    precondition(twoF % 2 == 0, "geglu needs an even last dimension, got \(x.shape)")
+    let f = twoF / 2, rows = x.count / max(twoF, 1)
+    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
+    let src = x.base, dst = out.fresh
+    parallelRanges(rows, grain: max(1, 4096 / max(f, 1))) { r in
+        for row in r {
+            let a = src + row * twoF, g = a + f, o = dst + row * f
+            for j in 0..<f { let v = g[j]; o[j] = a[j] * 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
+        }
+    }
+    return out
+}

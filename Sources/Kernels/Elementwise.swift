@@ -1,0 +1,154 @@
+// Elementwise arithmetic with NumPy broadcasting rules: shapes are aligned at their last
+// dimension; each dimension pair must be equal or one of them 1. Work is split over rows of the
+// (coalesced) output with parallelRanges.
+
+/// The broadcast shape of two shapes (NumPy rules); precondition that they are compatible.
+public func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
+    let rank = max(a.count, b.count)
+    var out = [Int](repeating: 1, count: rank)
+    for i in 0..<rank {
+        let da = i < rank - a.count ? 1 : a[i - (rank - a.count)]
+        let db = i < rank - b.count ? 1 : b[i - (rank - b.count)]
+        precondition(da == db || da == 1 || db == 1, "shapes \(a) and \(b) do not broadcast")
+        out[i] = da == 1 ? db : da
+    }
+    return out
+}
+
+/// Strides of `shape` (row-major) laid against `outShape`, 0 on broadcast dimensions.
+private func broadcastStrides(_ shape: [Int], to outShape: [Int]) -> [Int] {
+    let rank = outShape.count
+    var strides = [Int](repeating: 0, count: rank)
+    var step = 1
+    for i in stride(from: shape.count - 1, through: 0, by: -1) {
+        let o = i + rank - shape.count
+        strides[o] = shape[i] == 1 ? 0 : step
+        step *= shape[i]
+    }
+    return strides
+}
+
+/// Applies `op` elementwise with broadcasting. a, b: any broadcast-compatible shapes.
+@inline(__always)
+func broadcastBinary(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) -> Tensor {
+    if a.shape == b.shape {
+        let out = Tensor(uninitializedShape: a.shape)
+        let pa = a.base, pb = b.base, po = out.fresh
+        parallelRanges(a.count) { r in for i in r { po[i] = op(pa[i], pb[i]) } }
+        return out
+    }
+    let outShape = broadcastShape(a.shape, b.shape)
+    let out = Tensor(uninitializedShape: outShape)
+    if out.count == 0 { return out }
+    // Coalesce dimensions where both operands step uniformly, dropping size-1 dimensions.
+    var dims: [Int] = [], sa: [Int] = [], sb: [Int] = []
+    let stA = broadcastStrides(a.shape, to: outShape), stB = broadcastStrides(b.shape, to: outShape)
+    for i in 0..<outShape.count where outShape[i] != 1 {
+        if let last = dims.last, sa.last! == stA[i] * outShape[i], sb.last! == stB[i] * outShape[i] {
+            _ = last
+            dims[dims.count - 1] *= outShape[i]
+            sa[sa.count - 1] = stA[i]
+            sb[sb.count - 1] = stB[i]
+        } else {
+            dims.append(outShape[i]); sa.append(stA[i]); sb.append(stB[i])
+        }
+    }
+    if dims.isEmpty { dims = [1]; sa = [0]; sb = [0] }
+    let inner = dims.last!, ia = sa.last!, ib = sb.last!
+    let outerDims = Array(dims.dropLast()), outerA = Array(sa.dropLast()), outerB = Array(sb.dropLast())
+    let rows = out.count / inner
+    let pa = a.base, pb = b.base, po = out.fresh
+    parallelRanges(rows, grain: max(1, (1 << 14) / inner)) { range in
+        // Offsets of the first row of the range, then incremented like an odometer.
+        var index = [Int](repeating: 0, count: outerDims.count)
+        var rem = range.lowerBound, offA = 0, offB = 0
+        for d in stride(from: outerDims.count - 1, through: 0, by: -1) {
+            index[d] = rem % outerDims[d]; rem /= outerDims[d]
+            offA += index[d] * outerA[d]; offB += index[d] * outerB[d]
+        }
+        for row in range {
+            let dst = po + row * inner, srcA = pa + offA, srcB = pb + offB
+            if ia == 1 && ib == 1 {
+                for j in 0..<inner { dst[j] = op(srcA[j], srcB[j]) }
+            } else if ia == 1 {
+                let v = srcB[0]
+                for j in 0..<inner { dst[j] = op(srcA[j], v) }
+            } else if ib == 1 {
+                let v = srcA[0]
+                for j in 0..<inner { dst[j] = op(v, srcB[j]) }
+            } else {
+                for j in 0..<inner { dst[j] = op(srcA[j * ia], srcB[j * ib]) }
+            }
+            var d = outerDims.count - 1
+            while d >= 0 {
+                index[d] += 1; offA += outerA[d]; offB += outerB[d]
+                if index[d] < outerDims[d] { break }
+                offA -= index[d] * outerA[d]; offB -= index[d] * outerB[d]; index[d] = 0
+                d -= 1
+            }
+        }
+    }
+    return out
+}
+
+/// Applies `op` to every element.
+@inline(__always)
+func unaryMap(_ x: Tensor, grain: Int = 1 << 14, _ op: (Float) -> Float) -> Tensor {
+    let out = Tensor(uninitializedShape: x.shape)
+    let src = x.base, dst = out.fresh
+    parallelRanges(x.count, grain: grain) { r in for i in r { dst[i] = op(src[i]) } }
+    return out
+}
+
+public func add(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 + $1 } }
+public func sub(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 - $1 } }
+public func mul(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 * $1 } }
+public func div(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 / $1 } }
+/// Elementwise maximum and minimum (broadcasting).
+public func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { Swift.max($0, $1) } }
+public func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { Swift.min($0, $1) } }
+
+/// x * s.
+public func scale(_ x: Tensor, _ s: Float) -> Tensor { unaryMap(x) { $0 * s } }
+/// Clamps every element into [lo, hi].
+public func clamp(_ x: Tensor, min lo: Float, max hi: Float) -> Tensor { unaryMap(x) { Swift.min(Swift.max($0, lo), hi) } }
+/// Elementwise square root, exponential, negation.
+public func sqrt(_ x: Tensor) -> Tensor { unaryMap(x) { $0.squareRoot() } }
+public func neg(_ x: Tensor) -> Tensor { unaryMap(x) { -$0 } }
+
+/// a += b in place (b broadcast to a's shape).
+public func addInPlace(_ a: inout Tensor, _ b: Tensor) {
+    if a.shape == b.shape {
+        let pb = b.base
+        a.withUnsafeMutableBufferPointer { pa in
+            let p = pa.baseAddress!
+            parallelRanges(pa.count) { r in for i in r { p[i] += pb[i] } }
+        }
+    } else {
+        precondition(broadcastShape(a.shape, b.shape) == a.shape, "cannot add \(b.shape) into \(a.shape) in place")
+        a = add(a, b)
+    }
+}
+
+/// a = a * s in place.
+public func scaleInPlace(_ a: inout Tensor, _ s: Float) {
+    a.withUnsafeMutableBufferPointer { pa in
+        let p = pa.baseAddress!
+        parallelRanges(pa.count) { r in for i in r { p[i] *= s } }
+    }
+}
+
+public func + (a: Tensor, b: Tensor) -> Tensor { add(a, b) }
+public func - (a: Tensor, b: Tensor) -> Tensor { sub(a, b) }
+public func * (a: Tensor, b: Tensor) -> Tensor { mul(a, b) }
+public func / (a: Tensor, b: Tensor) -> Tensor { div(a, b) }
+public func + (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 + s } }
+public func - (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 - s } }
+public func * (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 * s } }
+public func / (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 / s } }
+public func + (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s + $0 } }
+public func - (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s - $0 } }
+public func * (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s * $0 } }
+public func / (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s / $0 } }
+public prefix func - (a: Tensor) -> Tensor { neg(a) }
+public func += (a: inout Tensor, b: Tensor) { addInPlace(&a, b) }

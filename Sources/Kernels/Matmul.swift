@@ -1,0 +1,91 @@
+// Matrix products through OpenBLAS's cblas_sgemm: matmul (batched, broadcasting) and linear.
+// Row-major throughout (the Tensor layout, see Tensor.swift).
+
+import COpenBLAS
+
+extension Tensor {
+    /// Read pointer to the elements (valid while the tensor lives; Kernels-internal).
+    @inline(__always) var base: UnsafePointer<Float> { UnsafePointer(storage.pointer) }
+    /// Write pointer, only for tensors a kernel has just created (never for shared storage).
+    @inline(__always) var fresh: UnsafeMutablePointer<Float> { storage.pointer }
+}
+
+/// C = alpha * op(A) * op(B) + beta * C, row-major, with explicit leading dimensions.
+/// A: [M, K] (or [K, M] stored when transA), B: [K, N] (or [N, K] stored when transB), C: [M, N].
+@inline(__always)
+public func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    if m == 0 || n == 0 { return }
+    if k == 0 {
+        // BLAS semantics: C = beta * C.
+        for i in 0..<m {
+            let row = c + i * ldc
+            for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
+        }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Matrix product with optional transposes of the stored operands.
+/// a: [M, K] or [..., M, K] (stored [K, M] / [..., K, M] when transposeA),
+/// b: [K, N] or [..., K, N] (stored [N, K] / [..., N, K] when transposeB) -> [..., M, N].
+/// The batch dimensions must match, or one operand is rank 2 and broadcasts over the other's batch.
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+    precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2 operands, got \(a.shape) and \(b.shape)")
+    let aRows = a.shape[a.rank - 2], aCols = a.shape[a.rank - 1]
+    let bRows = b.shape[b.rank - 2], bCols = b.shape[b.rank - 1]
+    let m = transposeA ? aCols : aRows, k = transposeA ? aRows : aCols
+    let kb = transposeB ? bCols : bRows, n = transposeB ? bRows : bCols
+    precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") x \(b.shape)\(transposeB ? "ᵀ" : "")")
+    let aBatch = Array(a.shape.dropLast(2)), bBatch = Array(b.shape.dropLast(2))
+    precondition(aBatch.isEmpty || bBatch.isEmpty || aBatch == bBatch,
+                 "matmul batch dimensions differ: \(a.shape) and \(b.shape)")
+    let batchShape = aBatch.isEmpty ? bBatch : aBatch
+    let batch = batchShape.reduce(1, *)
+    let out = Tensor(uninitializedShape: batchShape + [m, n])
+    let lda = aCols, ldb = bCols
+    let aStep = aBatch.isEmpty ? 0 : aRows * aCols
+    let bStep = bBatch.isEmpty ? 0 : bRows * bCols
+
+    if bStep == 0 && !transposeA && batch > 1 {
+        // [B, M, K] x [K, N]: one product with B*M rows.
+        sgemm(transA: false, transB: transposeB, m: batch * m, n: n, k: k,
+              a: a.base, lda: lda, b: b.base, ldb: ldb, c: out.fresh, ldc: n)
+        return out
+    }
+    for i in 0..<batch {
+        sgemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k,
+              a: a.base + i * aStep, lda: lda, b: b.base + i * bStep, ldb: ldb,
+              c: out.fresh + i * m * n, ldc: n)
+    }
+    return out
+}
+
+/// PyTorch's nn.Linear: y = x W^T + b.
+/// x: [..., in], weight: [out, in], bias: [out] or nil -> [..., out].
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
+    let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
+    precondition(x.rank >= 1 && x.shape[x.rank - 1] == inFeatures,
+                 "linear input \(x.shape) does not end in \(inFeatures) (weight \(weight.shape))")
+    let rows = x.count / max(inFeatures, 1)
+    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
+    var beta: Float = 0
+    if let bias {
+        precondition(bias.count == outFeatures, "linear bias has shape \(bias.shape), expected [\(outFeatures)]")
+        let dst = out.fresh, src = bias.base
+        for r in 0..<rows { (dst + r * outFeatures).update(from: src, count: outFeatures) }
+        beta = 1
+    }
+    sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
+          a: x.base, lda: inFeatures, b: weight.base, ldb: inFeatures,
+          beta: beta, c: out.fresh, ldc: outFeatures)
+    if bias == nil && inFeatures == 0 { out.fresh.update(repeating: 0, count: out.count) }
+    return out
+}

@@ -1,0 +1,64 @@
+// Normalisation layers: torch.nn.GroupNorm and torch.nn.LayerNorm (biased variance, eps inside
+// the square root). Statistics are accumulated in Double for accuracy.
+
+/// GroupNorm. x: [N, C, ...], weight/bias: [C] or nil -> same shape as x.
+public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+    precondition(x.rank >= 2, "groupNorm needs [N, C, ...], got \(x.shape)")
+    let n = x.shape[0], c = x.shape[1]
+    precondition(groups > 0 && c % groups == 0, "groupNorm: \(c) channels not divisible into \(groups) groups")
+    if let weight { precondition(weight.count == c, "groupNorm weight \(weight.shape) for \(c) channels") }
+    if let bias { precondition(bias.count == c, "groupNorm bias \(bias.shape) for \(c) channels") }
+    let spatial = x.count / max(n * c, 1)
+    let perGroup = c / groups
+    let out = Tensor(uninitializedShape: x.shape)
+    let src = x.base, dst = out.fresh
+    let w = weight?.base, b = bias?.base
+    parallelFor(n * groups) { job in
+        let g = job % groups
+        let start = job * perGroup * spatial, len = perGroup * spatial
+        var s = 0.0
+        for i in 0..<len { s += Double(src[start + i]) }
+        let mean = s / Double(max(len, 1))
+        var ss = 0.0
+        for i in 0..<len { let d = Double(src[start + i]) - mean; ss += d * d }
+        let inv = Float(1 / (ss / Double(max(len, 1)) + Double(eps)).squareRoot())
+        let m = Float(mean)
+        for cc in 0..<perGroup {
+            let ch = g * perGroup + cc
+            let sc = inv * (w?[ch] ?? 1), sh = (b?[ch] ?? 0) - m * sc
+            let p = src + start + cc * spatial, q = dst + start + cc * spatial
+            for i in 0..<spatial { q[i] = p[i] * sc + sh }
+        }
+    }
+    return out
+}
+
+/// LayerNorm over the last dimension. x: [..., D], weight/bias: [D] or nil -> same shape.
+public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+    precondition(x.rank >= 1, "layerNorm needs rank >= 1")
+    let d = x.shape[x.rank - 1], rows = x.count / max(d, 1)
+    if let weight { precondition(weight.count == d, "layerNorm weight \(weight.shape) for last dim \(d)") }
+    if let bias { precondition(bias.count == d, "layerNorm bias \(bias.shape) for last dim \(d)") }
+    let out = Tensor(uninitializedShape: x.shape)
+    let src = x.base, dst = out.fresh
+    let w = weight?.base, b = bias?.base
+    parallelRanges(rows, grain: max(1, 8192 / max(d, 1))) { r in
+        for row in r {
+            let p = src + row * d, q = dst + row * d
+            var s = 0.0
+            for i in 0..<d { s += Double(p[i]) }
+            let mean = s / Double(d)
+            var ss = 0.0
+            for i in 0..<d { let v = Double(p[i]) - mean; ss += v * v }
+            let inv = Float(1 / (ss / Double(d) + Double(eps)).squareRoot())
+            let m = Float(mean)
+            switch (w, b) {
+            case let (w?, b?): for i in 0..<d { q[i] = (p[i] - m) * inv * w[i] + b[i] }
+            case let (w?, nil): for i in 0..<d { q[i] = (p[i] - m) * inv * w[i] }
+            case let (nil, b?): for i in 0..<d { q[i] = (p[i] - m) * inv + b[i] }
+            case (nil, nil): for i in 0..<d { q[i] = (p[i] - m) * inv }
+            }
+        }
+    }
+    return out
+}

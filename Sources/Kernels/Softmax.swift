@@ -1,0 +1,34 @@
+// Softmax over the last dimension (torch.softmax(x, dim=-1)), max-subtracted for stability.
+// A row whose entries are all -inf (fully masked) becomes all zeros rather than NaN.
+
+import Foundation
+
+/// In-place softmax of one row of length n.
+@inline(__always)
+func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    var mx = -Float.infinity
+    for i in 0..<n { mx = Swift.max(mx, p[i]) }
+    if mx == -Float.infinity {
+        p.update(repeating: 0, count: n)
+        return
+    }
+    var s: Float = 0
+    for i in 0..<n { let e = expf(p[i] - mx); p[i] = e; s += e }
+    let inv = 1 / s
+    for i in 0..<n { p[i] *= inv }
+}
+
+/// Softmax over the last dimension. x: [..., D] -> same shape.
+public func softmax(_ x: Tensor) -> Tensor {
+    precondition(x.rank >= 1, "softmax needs rank >= 1")
+    let d = x.shape[x.rank - 1], rows = x.count / max(d, 1)
+    let out = Tensor(uninitializedShape: x.shape)
+    let src = x.base, dst = out.fresh
+    parallelRanges(rows, grain: max(1, 4096 / max(d, 1))) { r in
+        for row in r {
+            (dst + row * d).update(from: src + row * d, count: d)
+            softmaxRow(dst + row * d, d)
+        }
+    }
+    return out
+}

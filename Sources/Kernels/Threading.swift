@@ -1,0 +1,56 @@
+// Threading: how Kernels spreads work over cores.
+//
+// Two pools do the work and must not oversubscribe the cores together:
+// - OpenBLAS's own threads run every cblas_sgemm. Kernels call sgemm only from the calling thread,
+//   never from inside `parallelFor`, so OpenBLAS always has the cores to itself.
+// - `parallelFor` (Dispatch's concurrentPerform) runs the memory-bound work: norms, softmax,
+//   activations, elementwise arithmetic, im2col copies. It splits `count` items into at most
+//   `kernelThreadCount` contiguous chunks.
+// `setThreadCount(n)` sets both to n.
+
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// Upper bound on the threads Kernels uses (Dispatch chunks and OpenBLAS threads).
+nonisolated(unsafe) private var threadLimit: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+/// The number of threads Kernels currently spreads work over.
+public var kernelThreadCount: Int { threadLimit }
+
+/// Sets the threads used by `parallelFor` and by OpenBLAS (at least 1).
+public func setThreadCount(_ n: Int) {
+    threadLimit = max(1, n)
+    openblas_set_num_threads(Int32(threadLimit))
+}
+
+/// Calls `body(i)` for every i in 0..<count, spread over up to `kernelThreadCount` threads in
+/// contiguous chunks. `body` must be safe to run concurrently for distinct indices.
+/// Never call cblas_sgemm from `body` (OpenBLAS runs its own threads).
+public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+    guard count > 0 else { return }
+    let chunks = min(count, threadLimit)
+    if chunks == 1 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        let lo = chunk * count / chunks
+        let hi = (chunk + 1) * count / chunks
+        for i in lo..<hi { body(i) }
+    }
+}
+
+/// Calls `body(range)` on contiguous sub-ranges covering 0..<count, in parallel when `count` is at
+/// least `grain` per thread (so that small jobs stay on the calling thread).
+public func parallelRanges(_ count: Int, grain: Int = 1 << 14, _ body: (Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    let chunks = max(1, min(threadLimit, count / max(grain, 1)))
+    if chunks == 1 {
+        body(0..<count)
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        body((chunk * count / chunks)..<((chunk + 1) * count / chunks))
+    }
+}
