@@ -1,0 +1,48 @@
+// attention against a Double implementation holding whole score rows; chunking is forced with a
+// tiny score budget. Tolerance 1e-5 (outputs are convex combinations of values in [-1, 1)).
+
+import XCTest
+@testable import Kernels
+
+final class AttentionTests: XCTestCase {
+    func check(b: Int, tq: Int, tk: Int, heads: Int, d: Int, dv: Int, kvBatch: Int,
+               maskShape: [Int]?, scale: Float?, seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        let q = randomTensor([b, tq, heads * d], &rng, lo: -2, hi: 2)
+        let k = randomTensor([kvBatch, tk, heads * d], &rng, lo: -2, hi: 2)
+        let v = randomTensor([kvBatch, tk, heads * dv], &rng)
+        var mask: Tensor? = nil
+        if let maskShape {
+            var m = randomTensor(maskShape, &rng, lo: -3, hi: 1)
+            // Mask out the last key everywhere (but never a whole row).
+            for i in 0..<maskShape[0] { for j in 0..<maskShape[1] { m[i, j, tk - 1] = -.infinity } }
+            mask = m
+        }
+        let want = naiveAttention(q: q, k: k, v: v, heads: heads, mask: mask, scale: scale)
+        let got = attention(query: q, key: k, value: v, heads: heads, mask: mask, scale: scale)
+        assertClose(got, want, tol: 1e-5, "b\(b) tq\(tq) tk\(tk) h\(heads) mask \(String(describing: maskShape))")
+    }
+
+    func testUnmasked() {
+        check(b: 2, tq: 9, tk: 7, heads: 3, d: 4, dv: 4, kvBatch: 2, maskShape: nil, scale: nil, seed: 200)
+    }
+
+    func testMaskShapesAndScale() {
+        check(b: 2, tq: 6, tk: 5, heads: 2, d: 8, dv: 8, kvBatch: 2, maskShape: [2, 6, 5], scale: nil, seed: 201)
+        check(b: 2, tq: 6, tk: 5, heads: 2, d: 8, dv: 8, kvBatch: 2, maskShape: [1, 1, 5], scale: 0.3, seed: 202)
+        check(b: 2, tq: 6, tk: 5, heads: 2, d: 8, dv: 8, kvBatch: 2, maskShape: [2, 1, 5], scale: nil, seed: 203)
+    }
+
+    func testSharedKeyValueBatchAndValueWidth() {
+        check(b: 3, tq: 4, tk: 6, heads: 2, d: 3, dv: 5, kvBatch: 1, maskShape: nil, scale: nil, seed: 204)
+    }
+
+    func testChunkedQueries() {
+        let saved = attentionScoreBudget
+        defer { attentionScoreBudget = saved }
+        attentionScoreBudget = 20 // 2 query rows per chunk at tk = 9, and a ragged last chunk
+        check(b: 2, tq: 11, tk: 9, heads: 2, d: 4, dv: 4, kvBatch: 2, maskShape: [2, 11, 9], scale: nil, seed: 205)
+        attentionScoreBudget = 1 // one query row per chunk
+        check(b: 1, tq: 5, tk: 9, heads: 3, d: 2, dv: 2, kvBatch: 1, maskShape: [1, 1, 9], scale: nil, seed: 206)
+    }
+}
