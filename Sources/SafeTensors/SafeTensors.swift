@@ -1,1 +1,0 @@
-// SafeTensors: see ../shared/DESIGN.md for what this module owns.
