@@ -42,8 +42,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: fast),
         .target(name: "Evolution", dependencies: [
-            "COpenBLAS", "Kernels", "Merging", "Evaluation",
-            .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift"),
+            "COpenBLAS", .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: fast),
 
         // Executables: thin layers over the libraries.

@@ -1,1 +1,0 @@
-// Evolution: see ../shared/DESIGN.md for what this module owns.
