@@ -1,0 +1,175 @@
+// Building blocks shared by the text encoders (CLIP text, BERT, RoBERTa/XLM-R): linear and
+// layer-norm weights loaded from a WeightStore, the activations config.json can name, multi-head
+// self-attention over [B, T, C] and the additive masks (causal, padding) it takes.
+//
+// Weights are looked up by the transformers names (after the key maps of TextEncoderKeyMap.swift).
+
+import Foundation
+import Kernels
+
+/// A `torch.nn.Linear`: weight [out, in] (PyTorch layout), optional bias [out].
+public struct LinearWeights {
+    public var weight: Tensor
+    public var bias: Tensor?
+
+    public init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// Loads `<prefix>.weight` [out, in] and `<prefix>.bias` [out] (the bias when `bias` is true).
+    public init(_ store: WeightStore, _ prefix: String, out: Int, in inFeatures: Int, bias: Bool = true) throws {
+        weight = try store.take(prefix + ".weight", shape: [out, inFeatures])
+        self.bias = bias ? try store.take(prefix + ".bias", shape: [out]) : nil
+    }
+
+    public var outFeatures: Int { weight.shape[0] }
+    public var inFeatures: Int { weight.shape[1] }
+
+    // x: [..., in] -> [..., out]
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+}
+
+/// A `torch.nn.LayerNorm` over the last dimension.
+public struct LayerNormWeights {
+    public var weight: Tensor
+    public var bias: Tensor
+    public var eps: Float
+
+    /// Loads `<prefix>.weight` and `<prefix>.bias`, both [dim].
+    public init(_ store: WeightStore, _ prefix: String, dim: Int, eps: Float) throws {
+        weight = try store.take(prefix + ".weight", shape: [dim])
+        bias = try store.take(prefix + ".bias", shape: [dim])
+        self.eps = eps
+    }
+
+    // x: [..., dim] -> [..., dim]
+    public func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight, bias: bias, eps: eps) }
+}
+
+/// The `hidden_act` values of transformers configs (transformers.activations.ACT2FN).
+public enum Activation: String, Codable {
+    case gelu                          // erf form
+    case geluNew = "gelu_new"          // tanh approximation
+    case geluPytorchTanh = "gelu_pytorch_tanh"
+    case quickGelu = "quick_gelu"      // x * sigmoid(1.702 x), OpenAI CLIP
+    case relu
+    case silu
+    case swish
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch self {
+        case .gelu: return Kernels.gelu(x)
+        case .geluNew, .geluPytorchTanh: return geluTanh(x)
+        case .quickGelu: return Kernels.quickGelu(x)
+        case .silu, .swish: return Kernels.silu(x)
+        case .relu: return mapElements(x) { max($0, 0) }
+        }
+    }
+
+    /// Parses a config value, naming the file when it is not one we implement.
+    static func parse(_ name: String, file: String) throws -> Activation {
+        guard let act = Activation(rawValue: name) else {
+            throw NetworksError.unsupportedArchitecture(file: file, name: "hidden_act=\(name)")
+        }
+        return act
+    }
+}
+
+/// Elementwise `f` over a tensor (for the few activations Kernels does not provide).
+func mapElements(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+    x.withUnsafeBufferPointer { src in
+        Tensor(shape: x.shape) { dst in
+            for i in 0..<src.count { dst[i] = f(src[i]) }
+        }
+    }
+}
+
+/// Self-attention with separate q/k/v projections and an output projection, as transformers'
+/// CLIPAttention and BertSelfAttention + BertSelfOutput.dense.
+public struct SelfAttentionWeights {
+    public var query: LinearWeights
+    public var key: LinearWeights
+    public var value: LinearWeights
+    public var out: LinearWeights
+    public var heads: Int
+
+    // x: [B, T, C], mask: additive [1 or B, 1 or T, T] -> [B, T, C]
+    public func callAsFunction(_ x: Tensor, mask: Tensor?) -> Tensor {
+        let q = query(x), k = key(x), v = value(x)             // [B, T, C] each
+        let a = attention(query: q, key: k, value: v, heads: heads, mask: mask)   // [B, T, C]
+        return out(a)
+    }
+}
+
+/// The additive value of a masked attention score (finite, so masked rows never turn into NaN).
+let maskedScore: Float = -1e9
+
+/// Causal mask [1, T, T]: position i attends to j <= i (CLIP's _create_4d_causal_attention_mask).
+func causalMask(length t: Int) -> Tensor {
+    Tensor(shape: [1, t, t]) { m in
+        for i in 0..<t {
+            for j in 0..<t { m[i * t + j] = j <= i ? 0 : maskedScore }
+        }
+    }
+}
+
+/// Padding mask [B, 1, T] from a 0/1 attention mask (BERT's get_extended_attention_mask).
+func paddingMask(_ mask: [[Int]]) -> Tensor {
+    let b = mask.count, t = mask.first?.count ?? 0
+    return Tensor(shape: [b, 1, t]) { m in
+        for i in 0..<b {
+            for j in 0..<t { m[i * t + j] = mask[i][j] != 0 ? 0 : maskedScore }
+        }
+    }
+}
+
+/// Causal and padding together, [B, T, T] (CLIP called with an attention_mask).
+func causalPaddingMask(_ mask: [[Int]]) -> Tensor {
+    let b = mask.count, t = mask.first?.count ?? 0
+    return Tensor(shape: [b, t, t]) { m in
+        for n in 0..<b {
+            for i in 0..<t {
+                for j in 0..<t { m[(n * t + i) * t + j] = (j <= i && mask[n][j] != 0) ? 0 : maskedScore }
+            }
+        }
+    }
+}
+
+/// Checks token ids are a rectangular batch within the vocabulary and no longer than `maxLength`.
+func validateIds(_ ids: [[Int]], vocabSize: Int, maxLength: Int, model: String) throws {
+    guard let t = ids.first?.count, t > 0 else {
+        throw NetworksError.invalidInput("\(model): empty batch of token ids")
+    }
+    for (row, r) in ids.enumerated() {
+        guard r.count == t else {
+            throw NetworksError.invalidInput("\(model): row \(row) has \(r.count) tokens, row 0 has \(t)")
+        }
+        if let bad = r.first(where: { $0 < 0 || $0 >= vocabSize }) {
+            throw NetworksError.invalidInput("\(model): token id \(bad) in row \(row) is outside the vocabulary of \(vocabSize)")
+        }
+    }
+    guard t <= maxLength else {
+        throw NetworksError.invalidInput("\(model): \(t) tokens, at most \(maxLength) (max_position_embeddings)")
+    }
+}
+
+/// Checks an optional per-token companion (mask, token types) has the ids' shape.
+func validateCompanion(_ values: [[Int]]?, like ids: [[Int]], name: String, model: String) throws {
+    guard let values else { return }
+    guard values.count == ids.count, zip(values, ids).allSatisfy({ $0.count == $1.count }) else {
+        throw NetworksError.invalidInput("\(model): \(name) is not the shape of input_ids [\(ids.count), \(ids[0].count)]")
+    }
+}
+
+/// Rows `index[b]` of x: [B, T, C] -> [B, C] (pooling at one position per sequence).
+func gatherRows(_ x: Tensor, _ index: [Int]) -> Tensor {
+    let b = x.shape[0], t = x.shape[1], c = x.shape[2]
+    return x.withUnsafeBufferPointer { src in
+        Tensor(shape: [b, c]) { dst in
+            for n in 0..<b {
+                for k in 0..<c { dst[n * c + k] = src[(n * t + index[n]) * c + k] }
+            }
+        }
+    }
+}
