@@ -228,9 +228,10 @@ public final class WeightStore {
         for name in entries.keys where predicate(name) { taken.insert(name) }
     }
 
-    /// Throws `unusedKeys` if some names were never taken, unless `allowUnused`.
+    /// Throws `unusedKeys` if some names were never taken, unless `allowUnused`. The error names
+    /// the keys as stored in the file (with a view's prefix), so the user can find them.
     public func finish(allowUnused: Bool = false) throws {
-        let unused = unusedNames
+        let unused = Set(unusedNames.map { entries[$0]!.key }).sorted()
         if !unused.isEmpty && !allowUnused { throw NetworksError.unusedKeys(unused) }
     }
 
