@@ -2,18 +2,32 @@
 // x: [N, C, H, W], weight: [O, C, kh, kw] -> [N, O, H', W'],
 //   H' = (H + 2 padding - kh) / stride + 1, W' likewise.
 //
-// Three paths, all with sgemm on the calling thread and copies spread by parallelFor:
+// Formulations (every output starts from its bias, and every sgemm accumulates with beta = 1):
 // 1. 1x1, stride 1, no padding: out[n] = W[O, C] x[n][C, H*W], no copy at all.
-// 2. stride 1, k > 1 ("row-shift"): copy only the kw horizontal shifts of each input row,
-//    buf[(c, dx), y, x'] = xpad[c, y, x' + dx], then for each kernel row dy the columns starting
-//    at row dy form a strided matrix, and out += W_dy[O, C*kw] buf[:, dy..dy+rows]: kh sgemms
-//    with beta 1. It copies kw/(kh*kw) of what im2col copies, plus a reordered weight
-//    [kh, O, C*kw], so it is chosen when that total is smaller than im2col's copy.
-// 3. otherwise im2col: buf[(c, dy, dx), (y', x')] and one sgemm with W as [O, C*kh*kw].
-// Paths 2 and 3 tile over output rows so the buffer stays under `convBufferBudget` floats.
+// 2. im2col: buf[(c, dy, dx), (y', x')] = xpad[c, y' s + dy, x' s + dx]; out = W[O, C*kh*kw] buf.
+// 3. row-shift (stride 1): copy only the kw horizontal shifts of each padded input row,
+//    buf[(c, dx), y, x'] = xpad[c, y, x' + dx]. For kernel row dy, the columns of buf starting at
+//    row dy are a strided [C*kw, rows*W'] matrix, and out += W_dy[O, C*kw] buf[:, dy...]: kh sgemms
+//    on a weight reordered to [kh, O, C*kw]. It copies 1/kh of im2col's buffer plus the weight,
+//    so `.automatic` takes it when that is cheaper (large planes, few channels).
+// Formulations 2 and 3 tile over output rows so a buffer stays under `convBufferBudget` floats.
+// Tiles run either one after another (copies spread by parallelFor, sgemm on OpenBLAS's threads) or,
+// when there are at least as many tiles as threads, on worker threads that each copy and multiply
+// their own tiles with a single-threaded sgemm (no oversubscription: OpenBLAS is set to 1 thread).
 
-/// Largest im2col / row-shift buffer (floats) one convolution may use: 4 Mi floats = 16 MiB.
-nonisolated(unsafe) public var convBufferBudget = 1 << 22
+/// Largest im2col / row-shift buffer (floats) one worker may use: 1 Mi floats = 4 MiB.
+nonisolated(unsafe) public var convBufferBudget = 1 << 20
+
+/// Which GEMM formulation conv2d uses (for tests and benchmarks; `.automatic` picks by copy cost).
+public enum Conv2dAlgorithm: String, CaseIterable, Sendable {
+    case automatic, im2col, rowShift
+}
+
+/// The formulation conv2d uses; `.rowShift` applies only to stride 1 (others fall back to im2col).
+nonisolated(unsafe) public var conv2dAlgorithm = Conv2dAlgorithm.automatic
+
+/// How tiles are spread over cores: nil = automatic, true = worker threads, false = one after another.
+nonisolated(unsafe) public var conv2dWorkerTiles: Bool? = nil
 
 /// Convolution. x: [N, C, H, W], weight: [O, C, kh, kw], bias: [O] or nil -> [N, O, H', W'].
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
@@ -30,7 +44,6 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     if out.count == 0 { return out }
     let plane = ho * wo
     let dst = out.fresh
-    // Start every output from its bias (or zero); every sgemm then accumulates with beta 1.
     let b = bias?.base
     parallelFor(n * o) { j in (dst + j * plane).update(repeating: b?[j % o] ?? 0, count: plane) }
     if c == 0 { return out }
@@ -43,14 +56,41 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         }
         return out
     }
+    let geometry = ConvGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw,
+                                stride: stride, padding: padding, ho: ho, wo: wo)
     let im2colCopy = c * kh * kw * plane
-    let rowShiftCopy = c * kw * (ho + kh - 1) * wo + o * c * kh * kw
-    if stride == 1 && kh > 1 && rowShiftCopy < im2colCopy {
-        conv2dRowShift(x, weight: weight, out: dst, padding: padding, ho: ho, wo: wo)
+    let rowShiftCopy = c * kw * (ho + kh - 1) * wo + 2 * o * c * kh * kw  // the weight reorder counts double
+    let rowShift: Bool
+    switch conv2dAlgorithm {
+    case .automatic: rowShift = stride == 1 && kh > 1 && rowShiftCopy < im2colCopy
+    case .im2col: rowShift = false
+    case .rowShift: rowShift = stride == 1
+    }
+    if rowShift {
+        // wr: [kh, O, C*kw], wr[dy, o, c*kw + dx] = weight[o, c, dy, dx]
+        let k = c * kw
+        let wr = UnsafeMutablePointer<Float>.allocate(capacity: kh * o * k)
+        defer { wr.deallocate() }
+        let wsrc = weight.base
+        parallelFor(o) { oc in
+            for ch in 0..<c {
+                for dy in 0..<kh {
+                    let s = wsrc + ((oc * c + ch) * kh + dy) * kw
+                    let d = wr + (dy * o + oc) * k + ch * kw
+                    for dx in 0..<kw { d[dx] = s[dx] }
+                }
+            }
+        }
+        runConvTiles(geometry, x: x.base, weight: UnsafePointer(wr), out: dst, rowShift: true)
     } else {
-        conv2dIm2col(x, weight: weight, out: dst, stride: stride, padding: padding, ho: ho, wo: wo)
+        runConvTiles(geometry, x: x.base, weight: weight.base, out: dst, rowShift: false)
     }
     return out
+}
+
+/// Sizes of one convolution call.
+struct ConvGeometry {
+    let n, c, h, w, o, kh, kw, stride, padding, ho, wo: Int
 }
 
 /// Copies `count` elements of an input row into `dst` for output columns x' = 0..<count, reading
@@ -73,89 +113,106 @@ private func copyShiftedRow(_ dst: UnsafeMutablePointer<Float>, count: Int, src:
     }
 }
 
-/// Path 3: im2col tiled over output rows, one sgemm per tile. out: [N, O, ho, wo] pre-filled.
-private func conv2dIm2col(_ x: Tensor, weight: Tensor, out: UnsafeMutablePointer<Float>,
-                          stride: Int, padding: Int, ho: Int, wo: Int) {
-    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    let o = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
-    let k = c * kh * kw
-    let tileRows = Swift.max(1, Swift.min(ho, convBufferBudget / Swift.max(k * wo, 1)))
-    let buf = UnsafeMutablePointer<Float>.allocate(capacity: k * tileRows * wo)
-    defer { buf.deallocate() }
-    let src = x.base
-    for i in 0..<n {
-        let image = src + i * c * h * w
-        var r0 = 0
-        while r0 < ho {
-            let rows = Swift.min(tileRows, ho - r0), cols = rows * wo
-            // buf: [C*kh*kw, rows*wo]
-            parallelFor(c) { ch in
-                for dy in 0..<kh {
-                    for dx in 0..<kw {
-                        let row = buf + ((ch * kh + dy) * kw + dx) * cols
-                        for yo in 0..<rows {
-                            let iy = (r0 + yo) * stride - padding + dy
-                            let line: UnsafePointer<Float>? = iy >= 0 && iy < h ? image + (ch * h + iy) * w : nil
-                            copyShiftedRow(row + yo * wo, count: wo, src: line, w: w, shift: dx - padding, stride: stride)
-                        }
-                    }
+/// Fills the buffer rows of input channel `ch` for output rows r0..<r0+rows of one image.
+/// im2col: rows (ch, dy, dx) of length rows*wo. row-shift: rows (ch, dx) of length (rows+kh-1)*wo.
+@inline(__always)
+private func fillConvChannel(_ g: ConvGeometry, image: UnsafePointer<Float>, ch: Int, r0: Int, rows: Int,
+                             buf: UnsafeMutablePointer<Float>, rowShift: Bool) {
+    if rowShift {
+        let span = rows + g.kh - 1, cols = span * g.wo
+        for dx in 0..<g.kw {
+            let row = buf + (ch * g.kw + dx) * cols
+            for py in 0..<span {
+                let iy = r0 + py - g.padding
+                let line: UnsafePointer<Float>? = iy >= 0 && iy < g.h ? image + (ch * g.h + iy) * g.w : nil
+                copyShiftedRow(row + py * g.wo, count: g.wo, src: line, w: g.w, shift: dx - g.padding, stride: 1)
+            }
+        }
+    } else {
+        let cols = rows * g.wo
+        for dy in 0..<g.kh {
+            for dx in 0..<g.kw {
+                let row = buf + ((ch * g.kh + dy) * g.kw + dx) * cols
+                for yo in 0..<rows {
+                    let iy = (r0 + yo) * g.stride - g.padding + dy
+                    let line: UnsafePointer<Float>? = iy >= 0 && iy < g.h ? image + (ch * g.h + iy) * g.w : nil
+                    copyShiftedRow(row + yo * g.wo, count: g.wo, src: line, w: g.w, shift: dx - g.padding, stride: g.stride)
                 }
             }
-            sgemm(transA: false, transB: false, m: o, n: cols, k: k,
-                  a: weight.base, lda: k, b: buf, ldb: cols,
-                  beta: 1, c: out + i * o * ho * wo + r0 * wo, ldc: ho * wo)
-            r0 += rows
         }
     }
 }
 
-/// Path 2: stride-1 row-shift convolution tiled over output rows, kh sgemms per tile.
-private func conv2dRowShift(_ x: Tensor, weight: Tensor, out: UnsafeMutablePointer<Float>,
-                            padding: Int, ho: Int, wo: Int) {
-    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    let o = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
-    let k = c * kw
-    // wr: [kh, O, C*kw], wr[dy, o, c*kw + dx] = weight[o, c, dy, dx]
-    let wr = UnsafeMutablePointer<Float>.allocate(capacity: kh * o * k)
-    defer { wr.deallocate() }
-    let wsrc = weight.base
-    parallelFor(o) { oc in
-        for ch in 0..<c {
-            for dy in 0..<kh {
-                let s = wsrc + ((oc * c + ch) * kh + dy) * kw
-                let d = wr + (dy * o + oc) * k + ch * kw
-                for dx in 0..<kw { d[dx] = s[dx] }
+/// out[image][:, r0*wo ..< (r0+rows)*wo] += weight x buf, for a filled buffer.
+/// weight: [O, C*kh*kw] (im2col) or the reordered [kh, O, C*kw] (row-shift).
+@inline(__always)
+private func multiplyConvTile(_ g: ConvGeometry, weight: UnsafePointer<Float>, buf: UnsafePointer<Float>,
+                              out: UnsafeMutablePointer<Float>, r0: Int, rows: Int, rowShift: Bool) {
+    let ldc = g.ho * g.wo
+    if rowShift {
+        let k = g.c * g.kw, ldb = (rows + g.kh - 1) * g.wo
+        for dy in 0..<g.kh {
+            sgemm(transA: false, transB: false, m: g.o, n: rows * g.wo, k: k,
+                  a: weight + dy * g.o * k, lda: k, b: buf + dy * g.wo, ldb: ldb,
+                  beta: 1, c: out + r0 * g.wo, ldc: ldc)
+        }
+    } else {
+        let k = g.c * g.kh * g.kw
+        sgemm(transA: false, transB: false, m: g.o, n: rows * g.wo, k: k,
+              a: weight, lda: k, b: buf, ldb: rows * g.wo, beta: 1, c: out + r0 * g.wo, ldc: ldc)
+    }
+}
+
+/// Plans the tiles (image, first output row, rows) and runs them, in sequence or on workers.
+private func runConvTiles(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                          out: UnsafeMutablePointer<Float>, rowShift: Bool) {
+    let perRow = (rowShift ? g.c * g.kw : g.c * g.kh * g.kw) * g.wo   // buffer floats per output row
+    let halo = rowShift ? g.kh - 1 : 0                                 // extra input rows per tile
+    let budgetRows = Swift.max(1, convBufferBudget / Swift.max(perRow, 1) - halo)
+    var tilesPerImage = (g.ho + budgetRows - 1) / budgetRows
+    let threads = kernelThreadCount
+    // Worker tiles need enough work per thread; round the tile count up to a multiple of threads.
+    let workerMode: Bool
+    if let forced = conv2dWorkerTiles { workerMode = forced && threads > 1 } else {
+        workerMode = threads > 1 && g.n * g.ho >= threads * 2
+    }
+    if workerMode && (g.n * tilesPerImage) % threads != 0 {
+        let total = ((g.n * tilesPerImage + threads - 1) / threads) * threads
+        tilesPerImage = Swift.min(g.ho, (total + g.n - 1) / g.n)
+    }
+    let rowsPerTile = (g.ho + tilesPerImage - 1) / tilesPerImage
+    tilesPerImage = (g.ho + rowsPerTile - 1) / rowsPerTile
+    let bufferSize = (rowsPerTile + halo) * perRow
+    let tileCount = g.n * tilesPerImage
+    let imageSize = g.c * g.h * g.w, outSize = g.o * g.ho * g.wo
+
+    if workerMode {
+        let workers = Swift.min(threads, tileCount)
+        let bufs = UnsafeMutablePointer<Float>.allocate(capacity: workers * bufferSize)
+        defer { bufs.deallocate() }
+        parallelWorkersWithSerialBLAS(workers) { worker in
+            let buf = bufs + worker * bufferSize
+            var t = worker
+            while t < tileCount {
+                let i = t / tilesPerImage, r0 = (t % tilesPerImage) * rowsPerTile
+                let rows = Swift.min(rowsPerTile, g.ho - r0)
+                for ch in 0..<g.c {
+                    fillConvChannel(g, image: x + i * imageSize, ch: ch, r0: r0, rows: rows, buf: buf, rowShift: rowShift)
+                }
+                multiplyConvTile(g, weight: weight, buf: buf, out: out + i * outSize, r0: r0, rows: rows, rowShift: rowShift)
+                t += workers
             }
         }
-    }
-    let perRow = k * wo
-    let tileRows = Swift.max(1, Swift.min(ho, convBufferBudget / Swift.max(perRow, 1) - (kh - 1)))
-    let spanMax = tileRows + kh - 1
-    let buf = UnsafeMutablePointer<Float>.allocate(capacity: k * spanMax * wo)
-    defer { buf.deallocate() }
-    let src = x.base
-    for i in 0..<n {
-        let image = src + i * c * h * w
-        var r0 = 0
-        while r0 < ho {
-            let rows = Swift.min(tileRows, ho - r0), span = rows + kh - 1, cols = span * wo
-            // buf: [C*kw, span*wo], buf[(c, dx), py, x'] = xpad[c, r0 + py, x' + dx]
-            parallelFor(c) { ch in
-                for dx in 0..<kw {
-                    let row = buf + (ch * kw + dx) * cols
-                    for py in 0..<span {
-                        let iy = r0 + py - padding
-                        let line: UnsafePointer<Float>? = iy >= 0 && iy < h ? image + (ch * h + iy) * w : nil
-                        copyShiftedRow(row + py * wo, count: wo, src: line, w: w, shift: dx - padding, stride: 1)
-                    }
-                }
+    } else {
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: bufferSize)
+        defer { buf.deallocate() }
+        for t in 0..<tileCount {
+            let i = t / tilesPerImage, r0 = (t % tilesPerImage) * rowsPerTile
+            let rows = Swift.min(rowsPerTile, g.ho - r0)
+            parallelFor(g.c) { ch in
+                fillConvChannel(g, image: x + i * imageSize, ch: ch, r0: r0, rows: rows, buf: buf, rowShift: rowShift)
             }
-            for dy in 0..<kh {
-                sgemm(transA: false, transB: false, m: o, n: rows * wo, k: k,
-                      a: wr + dy * o * k, lda: k, b: buf + dy * wo, ldb: cols,
-                      beta: 1, c: out + i * o * ho * wo + r0 * wo, ldc: ho * wo)
-            }
-            r0 += rows
+            multiplyConvTile(g, weight: weight, buf: buf, out: out + i * outSize, r0: r0, rows: rows, rowShift: rowShift)
         }
     }
 }

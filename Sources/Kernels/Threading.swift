@@ -54,3 +54,17 @@ public func parallelRanges(_ count: Int, grain: Int = 1 << 14, _ body: (Range<In
         body((chunk * count / chunks)..<((chunk + 1) * count / chunks))
     }
 }
+
+/// Runs `body(worker)` for worker = 0..<workers on separate threads (workers <= kernelThreadCount),
+/// with OpenBLAS limited to one thread meanwhile, so that each worker may call sgemm on its own
+/// data without oversubscribing the cores. OpenBLAS's thread count is restored afterwards.
+public func parallelWorkersWithSerialBLAS(_ workers: Int, _ body: (Int) -> Void) {
+    let count = max(1, min(workers, threadLimit))
+    if count == 1 {
+        body(0)
+        return
+    }
+    openblas_set_num_threads(1)
+    defer { openblas_set_num_threads(Int32(threadLimit)) }
+    DispatchQueue.concurrentPerform(iterations: count) { body($0) }
+}

@@ -30,16 +30,29 @@ final class Conv2dTests: XCTestCase {
         assertClose(got, want, tol: 1e-4, "\(cs)")
     }
 
+    /// Runs every case under each formulation and each way of spreading tiles.
+    func runAllModes(seed: UInt64) {
+        let (savedAlgorithm, savedWorkers) = (conv2dAlgorithm, conv2dWorkerTiles)
+        defer { conv2dAlgorithm = savedAlgorithm; conv2dWorkerTiles = savedWorkers }
+        for algorithm in Conv2dAlgorithm.allCases {
+            for workers in [nil, false, true] as [Bool?] {
+                conv2dAlgorithm = algorithm
+                conv2dWorkerTiles = workers
+                for (i, cs) in cases.enumerated() { run(cs, seed: seed + UInt64(i)) }
+            }
+        }
+    }
+
     func testAllPathsAgainstNaive() {
-        for (i, cs) in cases.enumerated() { run(cs, seed: UInt64(10 + i)) }
+        runAllModes(seed: 10)
     }
 
     func testTiledOverOutputRows() {
-        // A budget of a few rows forces many tiles in both the row-shift and the im2col path.
+        // A budget of a few rows forces many tiles (and ragged last tiles) in every mode.
         let saved = convBufferBudget
         defer { convBufferBudget = saved }
         convBufferBudget = 300
-        for (i, cs) in cases.enumerated() { run(cs, seed: UInt64(40 + i)) }
+        runAllModes(seed: 40)
     }
 
     func testSDLikeShapeSmallPlane() {

@@ -1,0 +1,48 @@
+// `jpbench gemm`: matmul (Kernels) next to raw cblas_sgemm at the same shapes, as JSON lines.
+
+import ArgumentParser
+import Kernels
+
+struct GemmBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gemm",
+        abstract: "Time Kernels.matmul and raw cblas_sgemm on M x K by K x N products; one JSON line per shape.")
+
+    @Option(name: .long, parsing: .upToNextOption,
+            help: "Shapes as MxNxK, or N for a square N^3 product.")
+    var shapes: [String] = ["2048", "4096x320x320", "4096x1280x320", "77x768x768", "1024x1024x64"]
+
+    @OptionGroup var options: KernelBenchOptions
+
+    func validate() throws {
+        for s in shapes where parsedShape(s) == nil {
+            throw ValidationError("shape '\(s)' is not MxNxK or N")
+        }
+    }
+
+    func parsedShape(_ s: String) -> (m: Int, n: Int, k: Int)? {
+        guard let v = parseInts(s, separators: ["x", "X"]), v.allSatisfy({ $0 > 0 }) else { return nil }
+        if v.count == 1 { return (v[0], v[0], v[0]) }
+        return v.count == 3 ? (v[0], v[1], v[2]) : nil
+    }
+
+    func run() throws {
+        let threads = options.applyThreads()
+        for s in shapes {
+            let (m, n, k) = parsedShape(s)!
+            let flops = 2.0 * Double(m) * Double(n) * Double(k)
+            let a = benchTensor([m, k], seed: 3), b = benchTensor([k, n], seed: 4)
+            let raw = SgemmProblem(m: m, n: n, k: k)
+            let t = timeInterleaved(options.repetitions, [{ _ = matmul(a, b) }, { raw.run() }])
+            let (ours, sgemmTime) = (t[0], t[1])
+            printJSONLine([
+                ("bench", "gemm"), ("m", m), ("n", n), ("k", k), ("threads", threads),
+                ("repetitions", options.repetitions),
+                ("seconds", ours.best), ("median_seconds", ours.median), ("gflops", flops / ours.best / 1e9),
+                ("sgemm_seconds", sgemmTime.best), ("sgemm_median_seconds", sgemmTime.median),
+                ("sgemm_gflops", flops / sgemmTime.best / 1e9),
+                ("ratio_to_sgemm", sgemmTime.best / ours.best),
+            ])
+        }
+    }
+}
