@@ -102,6 +102,38 @@ public struct BERTConfig: Codable, Equatable {
         paddingAwarePositions ? maxPositionEmbeddings - (padTokenId ?? 1) - 1 : maxPositionEmbeddings
     }
 
+    /// Every tensor BERTModel loads for this config (BertModel names), with its shape;
+    /// `withPooler` adds `pooler.dense`.
+    public func parameterShapes(withPooler: Bool = true) -> [String: [Int]] {
+        let c = hiddenSize, i = intermediateSize
+        var shapes: [String: [Int]] = [
+            "embeddings.word_embeddings.weight": [vocabSize, c],
+            "embeddings.position_embeddings.weight": [maxPositionEmbeddings, c],
+            "embeddings.token_type_embeddings.weight": [typeVocabSize, c],
+            "embeddings.LayerNorm.weight": [c], "embeddings.LayerNorm.bias": [c],
+        ]
+        for l in 0..<numHiddenLayers {
+            let p = "encoder.layer.\(l)."
+            for proj in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+                shapes[p + proj + ".weight"] = [c, c]
+                shapes[p + proj + ".bias"] = [c]
+            }
+            for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                shapes[p + norm + ".weight"] = [c]
+                shapes[p + norm + ".bias"] = [c]
+            }
+            shapes[p + "intermediate.dense.weight"] = [i, c]
+            shapes[p + "intermediate.dense.bias"] = [i]
+            shapes[p + "output.dense.weight"] = [c, i]
+            shapes[p + "output.dense.bias"] = [c]
+        }
+        if withPooler {
+            shapes["pooler.dense.weight"] = [c, c]
+            shapes["pooler.dense.bias"] = [c]
+        }
+        return shapes
+    }
+
     func validate(file: String) throws {
         for (field, value) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize),
                                ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),

@@ -89,6 +89,34 @@ public struct CLIPTextConfig: Codable, Equatable {
         _ = try Activation.parse(hiddenAct, file: file)
     }
 
+    /// Every tensor CLIPTextModel loads for this config (transformers names, no `text_model.`),
+    /// with its shape; `withProjection` adds `text_projection.weight`.
+    public func parameterShapes(withProjection: Bool = false) -> [String: [Int]] {
+        let c = hiddenSize, i = intermediateSize
+        var shapes: [String: [Int]] = [
+            "embeddings.token_embedding.weight": [vocabSize, c],
+            "embeddings.position_embedding.weight": [maxPositionEmbeddings, c],
+            "final_layer_norm.weight": [c], "final_layer_norm.bias": [c],
+        ]
+        for l in 0..<numHiddenLayers {
+            let p = "encoder.layers.\(l)."
+            for norm in ["layer_norm1", "layer_norm2"] {
+                shapes[p + norm + ".weight"] = [c]
+                shapes[p + norm + ".bias"] = [c]
+            }
+            for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                shapes[p + "self_attn.\(proj).weight"] = [c, c]
+                shapes[p + "self_attn.\(proj).bias"] = [c]
+            }
+            shapes[p + "mlp.fc1.weight"] = [i, c]
+            shapes[p + "mlp.fc1.bias"] = [i]
+            shapes[p + "mlp.fc2.weight"] = [c, i]
+            shapes[p + "mlp.fc2.bias"] = [c]
+        }
+        if withProjection { shapes["text_projection.weight"] = [projectionDim, c] }
+        return shapes
+    }
+
     // MARK: Presets (the text_encoder configs diffusers uses for single-file checkpoints)
 
     /// SD1.x and SDXL's first encoder: OpenAI CLIP ViT-L/14 text (openai/clip-vit-large-patch14).

@@ -61,6 +61,12 @@ public struct TextEncoder {
     public let body: Body
     public let head: TextProjectionHead?
 
+    public init(architecture: String, body: Body, head: TextProjectionHead?) {
+        self.architecture = architecture
+        self.body = body
+        self.head = head
+    }
+
     public var maxLength: Int {
         switch body {
         case .clip(let m): return m.maxLength

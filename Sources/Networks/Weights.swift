@@ -26,22 +26,34 @@ public final class WeightStore {
         case rows(Range<Int>)
     }
 
+    /// A tensor's source: `file` indexes `files`, or is `inMemory` for `memory[key]`.
     struct Entry {
         let file: Int
         let key: String
         let transform: Transform
     }
 
+    static let inMemory = -1
+
     let files: [SafeTensorsFile]
+    let memory: [String: Tensor]
     let entries: [String: Entry]
     /// Where the weights come from, for messages (a folder, a file, or a view of one).
     public let origin: String
     private var taken = Set<String>()
 
-    init(files: [SafeTensorsFile], entries: [String: Entry], origin: String) {
+    init(files: [SafeTensorsFile], memory: [String: Tensor] = [:], entries: [String: Entry], origin: String) {
         self.files = files
+        self.memory = memory
         self.entries = entries
         self.origin = origin
+    }
+
+    /// A store over tensors already in memory (random-weight benchmarks, tests, converted weights).
+    public convenience init(tensors: [String: Tensor], origin: String = "<memory>") {
+        var entries: [String: Entry] = [:]
+        for name in tensors.keys { entries[name] = Entry(file: Self.inMemory, key: name, transform: .identity) }
+        self.init(files: [], memory: tensors, entries: entries, origin: origin)
     }
 
     // MARK: Opening
@@ -183,17 +195,22 @@ public final class WeightStore {
 
     /// The shape a name would be handed out with (after the view's transform), without loading it.
     public func shape(of name: String) -> [Int]? {
-        guard let entry = entries[name], let info = files[entry.file].info(entry.key) else { return nil }
+        guard let entry = entries[name], let stored = storedShape(entry) else { return nil }
         switch entry.transform {
-        case .identity: return info.shape
-        case .transposed: return info.shape.count == 2 ? [info.shape[1], info.shape[0]] : info.shape
-        case .rows(let range): return info.shape.isEmpty ? [] : [range.count] + info.shape.dropFirst()
+        case .identity: return stored
+        case .transposed: return stored.count == 2 ? [stored[1], stored[0]] : stored
+        case .rows(let range): return stored.isEmpty ? [] : [range.count] + stored.dropFirst()
         }
+    }
+
+    func storedShape(_ entry: Entry) -> [Int]? {
+        entry.file == Self.inMemory ? memory[entry.key]?.shape : files[entry.file].info(entry.key)?.shape
     }
 
     /// The stored dtype of a name (before conversion to Float32).
     public func dtype(of name: String) -> SafeTensorsDType? {
         guard let entry = entries[name] else { return nil }
+        if entry.file == Self.inMemory { return .F32 }
         return files[entry.file].info(entry.key)?.dtype
     }
 
@@ -238,12 +255,16 @@ public final class WeightStore {
 
     private func load(_ name: String) throws -> Tensor {
         let entry = entries[name]!
-        let file = files[entry.file]
         let stored: Tensor
-        do {
-            stored = try file.tensor(entry.key)
-        } catch {
-            throw NetworksError.readFailed(file: file.url.path, reason: "\(entry.key): \(error.localizedDescription)")
+        if entry.file == Self.inMemory {
+            stored = memory[entry.key]!
+        } else {
+            let file = files[entry.file]
+            do {
+                stored = try file.tensor(entry.key)
+            } catch {
+                throw NetworksError.readFailed(file: file.url.path, reason: "\(entry.key): \(error.localizedDescription)")
+            }
         }
         taken.insert(name)
         switch entry.transform {
@@ -278,7 +299,7 @@ public final class WeightStore {
                 mapped[newName] = Entry(file: entry.file, key: entry.key, transform: combined)
             }
         }
-        return WeightStore(files: files, entries: mapped, origin: origin)
+        return WeightStore(files: files, memory: memory, entries: mapped, origin: origin)
     }
 
     /// A view of the names beginning with `prefix`, with the prefix removed.
@@ -287,7 +308,7 @@ public final class WeightStore {
         for (name, entry) in entries where name.hasPrefix(prefix) {
             mapped[String(name.dropFirst(prefix.count))] = entry
         }
-        return WeightStore(files: files, entries: mapped, origin: origin + " [\(prefix)*]")
+        return WeightStore(files: files, memory: memory, entries: mapped, origin: origin + " [\(prefix)*]")
     }
 
     /// A view with every name passed through `rule` (nil drops the name).
