@@ -36,7 +36,7 @@ public struct CMAES: Codable, Equatable {
     public private(set) var generation = 0
     public private(set) var evaluations = 0
     public private(set) var bestGenotype: [Double]?
-    public private(set) var bestFitness = Double.infinity
+    public private(set) var bestFitness: Double?
     public let bounds: BoundTransform?
 
     // Strategy parameters (tutorial, Table 1).
@@ -153,7 +153,7 @@ public struct CMAES: Codable, Equatable {
         let order = fitness.indices.sorted { fitness[$0] < fitness[$1] }
         evaluations += lambda
         generation += 1
-        if fitness[order[0]] < bestFitness {
+        if fitness[order[0]] < bestFitness ?? .infinity {
             bestFitness = fitness[order[0]]
             bestGenotype = population[order[0]]
         }
