@@ -3,11 +3,12 @@
 // Reference: torch.nn.functional.scaled_dot_product_attention; diffusers' AttnProcessor
 // (heads are the H slices of the channel dimension, D = channels / H).
 //
-// For each batch b, head h and chunk of query rows:
+// For each batch b, head h and chunk of query rows (one job):
 //   S = scale * Q_bh[rows] K_bh^T (+ mask)   sgemm, strided views into [B, T, H*D], no copies
-//   P = softmax(S)                           rows spread over cores by parallelRanges
+//   P = softmax(S)                           in place, one row at a time
 //   O_bh[rows] = P V_bh                      sgemm, written straight into the output
-// sgemm runs on the calling thread (OpenBLAS's own threads), never inside parallelRanges.
+// Jobs are spread over worker threads, each with single-threaded sgemm (OpenBLAS set to 1 thread
+// meanwhile); with fewer jobs than threads they run in turn with OpenBLAS's threads instead.
 
 import Foundation
 
@@ -43,43 +44,63 @@ public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
     let out = Tensor(uninitializedShape: [b, tq, cv])
     if out.count == 0 { return out }
     if tk == 0 { out.fresh.update(repeating: 0, count: out.count); return out }
-    let chunk = max(1, min(tq, attentionScoreBudget / tk))
-    let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * tk)
-    defer { scores.deallocate() }
     let qBase = query.base, kBase = key.base, vBase = value.base, oBase = out.fresh
     let maskBase = mask?.base
 
-    for bi in 0..<b {
+    // One job = (batch, head, chunk of query rows). With at least as many jobs as threads, each
+    // worker runs whole jobs with a single-threaded sgemm and its own score buffer; otherwise the
+    // jobs run in turn with OpenBLAS's threads and the softmax rows spread by parallelRanges.
+    let threads = kernelThreadCount
+    let perThreadRows = max(1, min(tq, attentionScoreBudget / max(threads, 1) / tk))
+    let workerMode = threads > 1 && b * heads * ((tq + perThreadRows - 1) / perThreadRows) >= threads
+    let workers = workerMode ? threads : 1
+    let chunk = workerMode ? perThreadRows : max(1, min(tq, attentionScoreBudget / tk))
+    let chunksPerHead = (tq + chunk - 1) / chunk
+    let jobs = b * heads * chunksPerHead
+    let scoreBuffers = UnsafeMutablePointer<Float>.allocate(capacity: workers * chunk * tk)
+    defer { scoreBuffers.deallocate() }
+
+    func runJob(_ job: Int, scores: UnsafeMutablePointer<Float>, parallelSoftmax: Bool) {
+        let bi = job / (heads * chunksPerHead), h = job / chunksPerHead % heads
+        let q0 = job % chunksPerHead * chunk, rows = min(chunk, tq - q0)
         let kb = bk == 1 ? 0 : bi
-        for h in 0..<heads {
-            var q0 = 0
-            while q0 < tq {
-                let rows = min(chunk, tq - q0)
-                // scores: [rows, Tk] = alpha * Q[bi, q0..<q0+rows, h*D..<(h+1)*D] K[kb, :, h*D..]^T
-                sgemm(transA: false, transB: true, m: rows, n: tk, k: d, alpha: alpha,
-                      a: qBase + (bi * tq + q0) * cq + h * d, lda: cq,
-                      b: kBase + kb * tk * ck + h * d, ldb: ck,
-                      beta: 0, c: scores, ldc: tk)
-                let rowStart = q0
-                parallelRanges(rows, grain: max(1, 8192 / tk)) { r in
-                    for i in r {
-                        let s = scores + i * tk
-                        if let maskBase {
-                            let mrow = maskRows == 1 ? 0 : rowStart + i
-                            let m = maskBase + bi * maskBatchStep + mrow * tk
-                            for j in 0..<tk { s[j] += m[j] }
-                        }
-                        softmaxRow(s, tk)
-                    }
+        // scores: [rows, Tk] = alpha * Q[bi, q0..<q0+rows, h*D..<(h+1)*D] K[kb, :, h*D..]^T
+        sgemm(transA: false, transB: true, m: rows, n: tk, k: d, alpha: alpha,
+              a: qBase + (bi * tq + q0) * cq + h * d, lda: cq,
+              b: kBase + kb * tk * ck + h * d, ldb: ck,
+              beta: 0, c: scores, ldc: tk)
+        let softmaxRows = { (r: Range<Int>) in
+            for i in r {
+                let s = scores + i * tk
+                if let maskBase {
+                    let m = maskBase + bi * maskBatchStep + (maskRows == 1 ? 0 : q0 + i) * tk
+                    for j in 0..<tk { s[j] += m[j] }
                 }
-                // out[bi, q0..<q0+rows, h*Dv..] = P V[kb, :, h*Dv..]
-                sgemm(transA: false, transB: false, m: rows, n: dv, k: tk,
-                      a: scores, lda: tk,
-                      b: vBase + kb * tk * cv + h * dv, ldb: cv,
-                      beta: 0, c: oBase + (bi * tq + q0) * cv + h * dv, ldc: cv)
-                q0 += rows
+                softmaxRow(s, tk)
             }
         }
+        if parallelSoftmax {
+            parallelRanges(rows, grain: max(1, 8192 / tk), softmaxRows)
+        } else {
+            softmaxRows(0..<rows)
+        }
+        // out[bi, q0..<q0+rows, h*Dv..] = P V[kb, :, h*Dv..]
+        sgemm(transA: false, transB: false, m: rows, n: dv, k: tk,
+              a: scores, lda: tk,
+              b: vBase + kb * tk * cv + h * dv, ldb: cv,
+              beta: 0, c: oBase + (bi * tq + q0) * cv + h * dv, ldc: cv)
+    }
+
+    if workerMode {
+        parallelWorkersWithSerialBLAS(workers) { worker in
+            var job = worker
+            while job < jobs {
+                runJob(job, scores: scoreBuffers + worker * chunk * tk, parallelSoftmax: false)
+                job += workers
+            }
+        }
+    } else {
+        for job in 0..<jobs { runJob(job, scores: scoreBuffers, parallelSoftmax: true) }
     }
     return out
 }

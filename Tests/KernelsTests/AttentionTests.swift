@@ -45,4 +45,14 @@ final class AttentionTests: XCTestCase {
         attentionScoreBudget = 1 // one query row per chunk
         check(b: 1, tq: 5, tk: 9, heads: 3, d: 2, dv: 2, kvBatch: 1, maskShape: [1, 1, 9], scale: nil, seed: 206)
     }
+
+    func testSequentialJobsPath() {
+        // One job (B = 1, one head, one chunk) runs on OpenBLAS's threads with a parallel softmax;
+        // with one thread every job runs in turn on the caller.
+        check(b: 1, tq: 40, tk: 33, heads: 1, d: 8, dv: 6, kvBatch: 1, maskShape: [1, 40, 33], scale: nil, seed: 207)
+        let saved = kernelThreadCount
+        defer { setThreadCount(saved) }
+        setThreadCount(1)
+        check(b: 2, tq: 7, tk: 5, heads: 3, d: 4, dv: 4, kvBatch: 2, maskShape: [2, 1, 5], scale: nil, seed: 208)
+    }
 }
