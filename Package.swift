@@ -24,11 +24,14 @@ let package = Package(
         .systemLibrary(name: "CMeCab", path: "Sources/CMeCab"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        // libpng behind setjmp in C, so libpng errors become Swift throws (Swift cannot setjmp).
+        .target(name: "CPNGShim", dependencies: ["CPNG"], path: "Sources/CPNGShim",
+                linkerSettings: [.linkedLibrary("png16")]),
 
         // Libraries (module map: ../shared/DESIGN.md).
         .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: fast),
         .target(name: "SafeTensors", dependencies: ["Kernels"], swiftSettings: fast),
-        .target(name: "Imaging", dependencies: ["CPNG", "Kernels"], swiftSettings: fast),
+        .target(name: "Imaging", dependencies: ["CPNG", "CPNGShim", "Kernels"], swiftSettings: fast),
         .target(name: "Tokenization", dependencies: ["CMeCab"], swiftSettings: fast),
         .target(name: "Networks", dependencies: ["Kernels", "SafeTensors"], swiftSettings: fast),
         .target(name: "Diffusion", dependencies: [
