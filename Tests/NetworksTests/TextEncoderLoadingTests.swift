@@ -97,6 +97,39 @@ final class TextEncoderLoadingTests: XCTestCase {
         }
     }
 
+    // The shape lists the benchmarks build random models from are exactly what the models load.
+    func testParameterShapesMatchFixtureCheckpoints() throws {
+        let clipFolder = F.folder("clip_folder")
+        let clip = try CLIPTextKeyMap.transformers(try WeightStore(folder: clipFolder))
+        let clipShapes = try F.clipConfig(clipFolder).parameterShapes()
+        XCTAssertEqual(Set(clip.names), Set(clipShapes.keys))
+        for name in clip.names { XCTAssertEqual(clip.shape(of: name), clipShapes[name], name) }
+
+        let bertFolder = F.folder("bert_folder")
+        let bert = try WeightStore(folder: bertFolder)
+        let config = try loadConfig(BERTConfig.self, from: bertFolder.appendingPathComponent("config.json"))
+        let bertShapes = config.parameterShapes()
+        XCTAssertEqual(Set(bert.names), Set(bertShapes.keys))
+        for name in bert.names { XCTAssertEqual(bert.shape(of: name), bertShapes[name], name) }
+    }
+
+    // A model built from in-memory tensors uses every one of them and runs.
+    func testInMemoryStoreBuildsAModel() throws {
+        let config = CLIPTextConfig(vocabSize: 50, hiddenSize: 16, intermediateSize: 20, numHiddenLayers: 2,
+                                    numAttentionHeads: 2, maxPositionEmbeddings: 8, eosTokenId: 49)
+        var tensors: [String: Tensor] = [:]
+        for (name, shape) in config.parameterShapes(withProjection: true) {
+            tensors[name] = Tensor(shape: shape, repeating: 0.01)
+        }
+        let store = WeightStore(tensors: tensors)
+        let model = try CLIPTextModel(config: config, weights: store)
+        XCTAssertNoThrow(try store.finish())
+        let output = try model(ids: [[48, 3, 4, 49, 49]])
+        XCTAssertEqual(output.hiddenStates.count, 3)
+        XCTAssertEqual(output.textEmbeds?.shape, [1, 512])
+        XCTAssertEqual(model.endOfTextPosition([48, 3, 4, 49, 49]), 3)   // the first end token
+    }
+
     func testBadTokenIdsAreRejected() throws {
         let encoder = try TextEncoder.load(folder: F.folder("clip_folder"))
         XCTAssertThrowsError(try encoder(ids: [[97, 99, 98]])) { error in

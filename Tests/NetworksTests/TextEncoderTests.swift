@@ -94,6 +94,15 @@ final class TextEncoderTests: XCTestCase {
         XCTAssertEqual(inferred.maxPositionEmbeddings, reference.maxPositionEmbeddings)
     }
 
+    // A whole CLIPModel folder: the text tower (nested text_config) and text_projection.
+    func testCLIPFullModelFolderLoadsTheTextTower() throws {
+        let encoder = try TextEncoder.load(folder: F.folder("clip_full_model"))
+        let expected = try F.expected("clip_full_model")
+        let output = try encoder(ids: try F.intRows(expected, "input_ids"))
+        XCTAssertEqual(output.textEmbeds?.shape, [2, 20])
+        try assertMatches(output, expected, tolerance: tolerance)
+    }
+
     // BertModel with token_type_ids and padding masks; then called without either.
     func testBERTFolderMatchesTransformers() throws {
         let encoder = try TextEncoder.load(folder: F.folder("bert_folder"))
