@@ -47,6 +47,14 @@ final class PromptSuiteTests: XCTestCase {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Examples/prompts")
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }
+        XCTAssertTrue(files.contains("general-ja.yaml"))
+        let general = try PromptSuite(contentsOf: folder.appendingPathComponent("general-ja.yaml"))
+        XCTAssertGreaterThanOrEqual(general.prompts.count, 200)
+        XCTAssertTrue(general.prompts.allSatisfy { $0.en != nil }, "every general prompt has an English version")
+        for required in ["江ノ島と富士山が見える風景", "子猫を抱いた帽子をかぶった女性、髪はブラウンで長くカーリー",
+                         "樅木の下でフルートを吹く女性", "コートダジュールのニース海岸の風景画"] {
+            XCTAssertTrue(general.prompts.contains { $0.ja == required }, required)
+        }
         for file in files {
             let suite = try PromptSuite(contentsOf: folder.appendingPathComponent(file))
             XCTAssertFalse(suite.prompts.isEmpty, file)
