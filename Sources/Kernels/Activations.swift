@@ -6,36 +6,41 @@
 import Foundation
 
 /// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)).
-public func gelu(_ x: Tensor) -> Tensor {
-    unaryMap(x, grain: 1 << 12) { v in 0.5 * v * (1 + fastErf(v * 0.70710678118654752)) }
+public func gelu(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12, GeluOp()) }
+struct GeluOp: UnaryElementOp {
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { 0.5 * v * (1 + fastErf(v * 0.70710678118654752)) }
 }
 
 /// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-public func geluTanh(_ x: Tensor) -> Tensor {
-    unaryMap(x, grain: 1 << 12) { v in
+public func geluTanh(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12, GeluTanhOp()) }
+struct GeluTanhOp: UnaryElementOp {
+    @inline(__always) func callAsFunction(_ v: Float) -> Float {
         0.5 * v * (1 + fastTanh(0.79788456080286536 * (v + 0.044715 * v * v * v)))
     }
 }
 
 /// Logistic sigmoid 1 / (1 + exp(-x)) (fastExp clamps, so large |x| gives 0 or 1, never NaN).
-@inline(__always) func sigmoidScalar(_ v: Float) -> Float { fastSigmoid(v) }
-
-public func sigmoid(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { sigmoidScalar($0) } }
+public func sigmoid(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12, SigmoidOp()) }
+struct SigmoidOp: UnaryElementOp { @inline(__always) func callAsFunction(_ v: Float) -> Float { fastSigmoid(v) } }
 
 /// SiLU (swish): x * sigmoid(x).
-public func silu(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { $0 * sigmoidScalar($0) } }
+public func silu(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12, SiluOp()) }
+struct SiluOp: UnaryElementOp { @inline(__always) func callAsFunction(_ v: Float) -> Float { v * fastSigmoid(v) } }
 
 /// QuickGELU (CLIP): x * sigmoid(1.702 x).
-public func quickGelu(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { $0 * sigmoidScalar(1.702 * $0) } }
+public func quickGelu(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12, QuickGeluOp()) }
+struct QuickGeluOp: UnaryElementOp { @inline(__always) func callAsFunction(_ v: Float) -> Float { v * fastSigmoid(1.702 * v) } }
 
 /// ReLU: max(x, 0).
-public func relu(_ x: Tensor) -> Tensor { unaryMap(x) { Swift.max($0, 0) } }
+public func relu(_ x: Tensor) -> Tensor { unaryMap(x, ClampOp(lo: 0, hi: .infinity)) }
 
 /// Elementwise tanh.
-public func tanh(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { fastTanh($0) } }
+public func tanh(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12, TanhOp()) }
+struct TanhOp: UnaryElementOp { @inline(__always) func callAsFunction(_ v: Float) -> Float { fastTanh(v) } }
 
 /// Elementwise exp.
-public func exp(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12) { fastExp($0) } }
+public func exp(_ x: Tensor) -> Tensor { unaryMap(x, grain: 1 << 12, ExpOp()) }
+struct ExpOp: UnaryElementOp { @inline(__always) func callAsFunction(_ v: Float) -> Float { fastExp(v) } }
 
 /// GEGLU (diffusers.models.activations.GEGLU): x: [..., 2F] -> a * gelu(gate), a, gate = halves.
 public func geglu(_ x: Tensor) -> Tensor {

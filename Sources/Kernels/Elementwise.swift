@@ -28,9 +28,46 @@ private func broadcastStrides(_ shape: [Int], to outShape: [Int]) -> [Int] {
     return strides
 }
 
+/// An elementwise function of one Float. Kernels pass ops as generic values (not closures) so that
+/// the specialised loops call them directly and LLVM can vectorise them.
+public protocol UnaryElementOp {
+    func callAsFunction(_ v: Float) -> Float
+}
+
+/// An elementwise function of two Floats (see UnaryElementOp).
+public protocol BinaryElementOp {
+    func callAsFunction(_ a: Float, _ b: Float) -> Float
+}
+
+struct AddOp: BinaryElementOp { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a + b } }
+struct SubOp: BinaryElementOp { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a - b } }
+struct MulOp: BinaryElementOp { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a * b } }
+struct DivOp: BinaryElementOp { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b } }
+struct MaxOp: BinaryElementOp { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { Swift.max(a, b) } }
+struct MinOp: BinaryElementOp { @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { Swift.min(a, b) } }
+
+/// A unary op given as a closure-free affine map a*x + b (scalar arithmetic on tensors).
+struct AffineOp: UnaryElementOp {
+    let a: Float, b: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { a * v + b }
+}
+/// s / x
+struct ReciprocalOp: UnaryElementOp {
+    let s: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { s / v }
+}
+struct DivideByOp: UnaryElementOp {
+    let s: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { v / s }
+}
+struct ClampOp: UnaryElementOp {
+    let lo: Float, hi: Float
+    @inline(__always) func callAsFunction(_ v: Float) -> Float { Swift.min(Swift.max(v, lo), hi) }
+}
+struct SqrtOp: UnaryElementOp { @inline(__always) func callAsFunction(_ v: Float) -> Float { v.squareRoot() } }
+
 /// Applies `op` elementwise with broadcasting. a, b: any broadcast-compatible shapes.
-@inline(__always)
-func broadcastBinary(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) -> Tensor {
+public func broadcastBinary<Op: BinaryElementOp>(_ a: Tensor, _ b: Tensor, _ op: Op) -> Tensor {
     if a.shape == b.shape {
         let out = Tensor(uninitializedShape: a.shape)
         let pa = a.base, pb = b.base, po = out.fresh
@@ -92,29 +129,28 @@ func broadcastBinary(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) ->
 }
 
 /// Applies `op` to every element.
-@inline(__always)
-func unaryMap(_ x: Tensor, grain: Int = 1 << 14, _ op: (Float) -> Float) -> Tensor {
+public func unaryMap<Op: UnaryElementOp>(_ x: Tensor, grain: Int = 1 << 14, _ op: Op) -> Tensor {
     let out = Tensor(uninitializedShape: x.shape)
     let src = x.base, dst = out.fresh
     parallelRanges(x.count, grain: grain) { r in for i in r { dst[i] = op(src[i]) } }
     return out
 }
 
-public func add(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 + $1 } }
-public func sub(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 - $1 } }
-public func mul(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 * $1 } }
-public func div(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { $0 / $1 } }
+public func add(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b, AddOp()) }
+public func sub(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b, SubOp()) }
+public func mul(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b, MulOp()) }
+public func div(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b, DivOp()) }
 /// Elementwise maximum and minimum (broadcasting).
-public func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { Swift.max($0, $1) } }
-public func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b) { Swift.min($0, $1) } }
+public func maximum(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b, MaxOp()) }
+public func minimum(_ a: Tensor, _ b: Tensor) -> Tensor { broadcastBinary(a, b, MinOp()) }
 
 /// x * s.
-public func scale(_ x: Tensor, _ s: Float) -> Tensor { unaryMap(x) { $0 * s } }
+public func scale(_ x: Tensor, _ s: Float) -> Tensor { unaryMap(x, AffineOp(a: s, b: 0)) }
 /// Clamps every element into [lo, hi].
-public func clamp(_ x: Tensor, min lo: Float, max hi: Float) -> Tensor { unaryMap(x) { Swift.min(Swift.max($0, lo), hi) } }
-/// Elementwise square root, exponential, negation.
-public func sqrt(_ x: Tensor) -> Tensor { unaryMap(x) { $0.squareRoot() } }
-public func neg(_ x: Tensor) -> Tensor { unaryMap(x) { -$0 } }
+public func clamp(_ x: Tensor, min lo: Float, max hi: Float) -> Tensor { unaryMap(x, ClampOp(lo: lo, hi: hi)) }
+/// Elementwise square root and negation.
+public func sqrt(_ x: Tensor) -> Tensor { unaryMap(x, SqrtOp()) }
+public func neg(_ x: Tensor) -> Tensor { unaryMap(x, AffineOp(a: -1, b: 0)) }
 
 /// a += b in place (b broadcast to a's shape).
 public func addInPlace(_ a: inout Tensor, _ b: Tensor) {
@@ -142,13 +178,13 @@ public func + (a: Tensor, b: Tensor) -> Tensor { add(a, b) }
 public func - (a: Tensor, b: Tensor) -> Tensor { sub(a, b) }
 public func * (a: Tensor, b: Tensor) -> Tensor { mul(a, b) }
 public func / (a: Tensor, b: Tensor) -> Tensor { div(a, b) }
-public func + (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 + s } }
-public func - (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 - s } }
-public func * (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 * s } }
-public func / (a: Tensor, s: Float) -> Tensor { unaryMap(a) { $0 / s } }
-public func + (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s + $0 } }
-public func - (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s - $0 } }
-public func * (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s * $0 } }
-public func / (s: Float, a: Tensor) -> Tensor { unaryMap(a) { s / $0 } }
+public func + (a: Tensor, s: Float) -> Tensor { unaryMap(a, AffineOp(a: 1, b: s)) }
+public func - (a: Tensor, s: Float) -> Tensor { unaryMap(a, AffineOp(a: 1, b: -s)) }
+public func * (a: Tensor, s: Float) -> Tensor { unaryMap(a, AffineOp(a: s, b: 0)) }
+public func / (a: Tensor, s: Float) -> Tensor { unaryMap(a, DivideByOp(s: s)) }
+public func + (s: Float, a: Tensor) -> Tensor { unaryMap(a, AffineOp(a: 1, b: s)) }
+public func - (s: Float, a: Tensor) -> Tensor { unaryMap(a, AffineOp(a: -1, b: s)) }
+public func * (s: Float, a: Tensor) -> Tensor { unaryMap(a, AffineOp(a: s, b: 0)) }
+public func / (s: Float, a: Tensor) -> Tensor { unaryMap(a, ReciprocalOp(s: s)) }
 public prefix func - (a: Tensor) -> Tensor { neg(a) }
 public func += (a: inout Tensor, b: Tensor) { addInPlace(&a, b) }
