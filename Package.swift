@@ -67,7 +67,7 @@ let package = Package(
         // Tests. Fixtures live in Tests/Fixtures/<area>/ (written by Tools/fixtures/*.py).
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "SafeTensors"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Tokenization"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion"]),
