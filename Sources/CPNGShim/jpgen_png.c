@@ -10,6 +10,7 @@
 // nothing the error path needs is held in a register clobbered by longjmp.
 typedef struct {
     char *error;
+    char warning[JPGEN_PNG_ERROR_SIZE];  // the last warning, appended to an error (it often says why)
     // reading
     const unsigned char *data;
     size_t size;
@@ -26,13 +27,19 @@ typedef struct {
 
 static void on_error(png_structp png, png_const_charp message) {
     jpgen_state *state = (jpgen_state *)png_get_error_ptr(png);
-    snprintf(state->error, JPGEN_PNG_ERROR_SIZE, "%s", message ? message : "libpng error");
+    if (state->warning[0]) {
+        snprintf(state->error, JPGEN_PNG_ERROR_SIZE, "%s (%s)", message ? message : "libpng error", state->warning);
+    } else {
+        snprintf(state->error, JPGEN_PNG_ERROR_SIZE, "%s", message ? message : "libpng error");
+    }
     png_longjmp(png, 1);
 }
 
+// Warnings (e.g. a bad CRC in an ancillary chunk) are not fatal; the last one is kept because
+// libpng explains some errors only in a preceding warning ("Image width exceeds user limit").
 static void on_warning(png_structp png, png_const_charp message) {
-    (void)png;
-    (void)message;  // warnings (e.g. a bad CRC in an ancillary chunk) are not fatal
+    jpgen_state *state = (jpgen_state *)png_get_error_ptr(png);
+    snprintf(state->warning, JPGEN_PNG_ERROR_SIZE, "%s", message ? message : "");
 }
 
 static void read_from_memory(png_structp png, png_bytep out, size_t count) {

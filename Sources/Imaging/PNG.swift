@@ -65,7 +65,7 @@ public func decodePNG(_ data: Data, name: String = "<memory>") throws -> PNGFile
     guard status == 0 else {
         let message = String(cString: error)
         if message.hasPrefix("not a PNG file") { throw ImagingError.notPNG(file: name) }
-        if message.contains("exceeds user limit") || message.contains("Image width exceeds") || message.contains("Image height exceeds") {
+        if message.contains("exceeds user limit") {
             throw ImagingError.imageTooLarge(file: name, limit: pngMaxDimension)
         }
         throw ImagingError.invalidPNG(file: name, reason: message)
