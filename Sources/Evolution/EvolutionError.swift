@@ -8,6 +8,7 @@ public enum EvolutionError: LocalizedError, Equatable {
     case store(path: String, message: String)
     case runExists(path: String)
     case resumeMismatch(path: String)
+    case worker(index: Int, message: String)
 
     public var errorDescription: String? {
         switch self {
@@ -21,6 +22,7 @@ public enum EvolutionError: LocalizedError, Equatable {
             return "\(path) already holds a run: pass --resume to continue it, or choose another --run-dir"
         case .resumeMismatch(let path):
             return "\(path) was started with another recipe, search space or settings (or another seed): it cannot be resumed with these; choose another --run-dir"
+        case .worker(let index, let message): return "evaluation worker \(index): \(message)"
         }
     }
 }
