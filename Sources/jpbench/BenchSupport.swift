@@ -68,17 +68,29 @@ final class SgemmProblem {
 
 /// Best and median seconds of each body, run round-robin `repetitions` times after one warm-up
 /// each, so that every figure of one line sees the same load on a shared machine.
-func timeInterleaved(_ repetitions: Int, _ bodies: [() -> Void]) -> [(best: Double, median: Double)] {
+/// `cpu` is the least process CPU time (all threads) of one run: on a shared machine it shows the
+/// work done, where wall-clock time also counts waiting for the cores.
+func timeInterleaved(_ repetitions: Int, _ bodies: [() -> Void]) -> [(best: Double, median: Double, cpu: Double)] {
     for body in bodies { body() }
     var times = [[Double]](repeating: [], count: bodies.count)
+    var cpu = [Double](repeating: .infinity, count: bodies.count)
     for _ in 0..<repetitions {
         for (i, body) in bodies.enumerated() {
+            let cpuStart = processCPUSeconds()
             let start = DispatchTime.now().uptimeNanoseconds
             body()
             times[i].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            cpu[i] = min(cpu[i], processCPUSeconds() - cpuStart)
         }
     }
-    return times.map { t in let s = t.sorted(); return (s[0], s[s.count / 2]) }
+    return times.enumerated().map { i, t in let s = t.sorted(); return (s[0], s[s.count / 2], cpu[i]) }
+}
+
+/// CPU time used by this process so far, all threads together.
+func processCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// One JSON object on one line, keys in the given order.

@@ -22,6 +22,9 @@ struct ConvBench: ParsableCommand {
     @Option(help: "conv2d formulation: \(Conv2dAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")).")
     var algorithm: String = Conv2dAlgorithm.automatic.rawValue
 
+    @Option(help: "conv2d's im2col buffer budget in floats per worker (default: the library's).")
+    var budget: Int?
+
     @Option(help: "How conv2d spreads its row tiles: auto, workers (one sgemm per thread) or sequential.")
     var tiles: String = "auto"
 
@@ -60,6 +63,7 @@ struct ConvBench: ParsableCommand {
         let threads = options.applyThreads()
         conv2dAlgorithm = Conv2dAlgorithm(rawValue: algorithm)!
         conv2dWorkerTiles = tiles == "auto" ? nil : tiles == "workers"
+        if let budget { convBufferBudget = budget }
         let r = options.referenceSize
         let square = SgemmProblem(m: r, n: r, k: r)
         for s in shapes {
@@ -82,14 +86,16 @@ struct ConvBench: ParsableCommand {
             let squareGflops = square.flops / t[2].best / 1e9
             printJSONLine([
                 ("bench", "conv"), ("batch", batch), ("cin", sh.cin), ("cout", sh.cout), ("h", sh.h), ("w", sh.w),
-                ("kernel", sh.k), ("stride", sh.stride), ("padding", sh.pad), ("algorithm", algorithm), ("tiles", tiles),
+                ("kernel", sh.k), ("stride", sh.stride), ("padding", sh.pad), ("algorithm", algorithm), ("tiles", tiles), ("buffer_budget", convBufferBudget),
                 ("threads", threads),
                 ("repetitions", options.repetitions),
-                ("seconds", ours.best), ("median_seconds", ours.median), ("gflops", gflops),
-                ("sgemm_same_shape_seconds", sameTime.best), ("sgemm_same_shape_gflops", sameGflops),
-                ("sgemm_square_gflops", squareGflops),
+                ("seconds", ours.best), ("median_seconds", ours.median), ("cpu_seconds", ours.cpu), ("gflops", gflops),
+                ("sgemm_same_shape_seconds", sameTime.best), ("sgemm_same_shape_cpu_seconds", sameTime.cpu), ("sgemm_same_shape_gflops", sameGflops),
+                ("sgemm_square_gflops", squareGflops), ("sgemm_square_cpu_gflops", square.flops / t[2].cpu / 1e9),
                 ("percent_of_square_sgemm", 100 * gflops / squareGflops),
                 ("percent_of_same_shape_sgemm", 100 * gflops / sameGflops),
+                ("cpu_gflops", flops / ours.cpu / 1e9),
+                ("cpu_percent_of_square_sgemm", 100 * (flops / ours.cpu) / (square.flops / t[2].cpu)),
             ])
         }
     }
