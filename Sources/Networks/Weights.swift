@@ -156,12 +156,11 @@ public final class WeightStore {
             }
             entries[name] = Entry(file: f, key: name, transform: .identity)
         }
-        for (f, file) in files.enumerated() {
+        for file in files {
             for name in file.names where entries[name] == nil {
                 throw NetworksError.invalidIndex(
                     file: url.path, reason: "tensor '\(name)' in shard '\(file.url.lastPathComponent)' is not in the index")
             }
-            _ = f
         }
         self.init(files: files, entries: entries, origin: folder.path)
     }
