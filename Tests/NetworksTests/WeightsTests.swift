@@ -84,6 +84,16 @@ final class WeightsTests: XCTestCase {
         }
     }
 
+    func testVariantPicksItsFile() throws {
+        let folder = try temporaryFolder(self)
+        try writeTestSafeTensors([("a", a)], to: folder.appendingPathComponent("model.safetensors"))
+        try writeTestSafeTensors([("b", b)], to: folder.appendingPathComponent("model.fp16.safetensors"), dtype: "F16")
+        XCTAssertEqual(try WeightStore(folder: folder).names, ["a"])
+        let fp16 = try WeightStore(folder: folder, variant: "fp16")
+        XCTAssertEqual(fp16.names, ["b"])
+        XCTAssertEqual(fp16.dtype(of: "b"), .F16)
+    }
+
     func testFolderWithSeveralFilesAndNoIndexIsAnError() throws {
         let folder = try temporaryFolder(self)
         try writeTestSafeTensors([("a", a)], to: folder.appendingPathComponent("x.safetensors"))
