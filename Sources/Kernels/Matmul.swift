@@ -35,7 +35,8 @@ public func sgemm(
 /// Matrix product with optional transposes of the stored operands.
 /// a: [M, K] or [..., M, K] (stored [K, M] / [..., K, M] when transposeA),
 /// b: [K, N] or [..., K, N] (stored [N, K] / [..., N, K] when transposeB) -> [..., M, N].
-/// The batch dimensions must match, or one operand is rank 2 and broadcasts over the other's batch.
+/// The batch dimensions must match, or one operand is rank 2 (or has batch size 1 and no more batch
+/// dimensions than the other) and broadcasts over the other's batch.
 public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
     precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2 operands, got \(a.shape) and \(b.shape)")
     let aRows = a.shape[a.rank - 2], aCols = a.shape[a.rank - 1]
@@ -43,7 +44,10 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     let m = transposeA ? aCols : aRows, k = transposeA ? aRows : aCols
     let kb = transposeB ? bCols : bRows, n = transposeB ? bRows : bCols
     precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") x \(b.shape)\(transposeB ? "ᵀ" : "")")
-    let aBatch = Array(a.shape.dropLast(2)), bBatch = Array(b.shape.dropLast(2))
+    // A batch of total size 1 (e.g. [1, K, N]) broadcasts like a rank-2 operand.
+    var aBatch = Array(a.shape.dropLast(2)), bBatch = Array(b.shape.dropLast(2))
+    if aBatch.reduce(1, *) == 1 && aBatch.count <= bBatch.count { aBatch = [] }
+    if bBatch.reduce(1, *) == 1 && bBatch.count <= aBatch.count { bBatch = [] }
     precondition(aBatch.isEmpty || bBatch.isEmpty || aBatch == bBatch,
                  "matmul batch dimensions differ: \(a.shape) and \(b.shape)")
     let batchShape = aBatch.isEmpty ? bBatch : aBatch
@@ -86,6 +90,5 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
           a: x.base, lda: inFeatures, b: weight.base, ldb: inFeatures,
           beta: beta, c: out.fresh, ldc: outFeatures)
-    if bias == nil && inFeatures == 0 { out.fresh.update(repeating: 0, count: out.count) }
     return out
 }

@@ -149,6 +149,21 @@ public func pad2d(_ x: Tensor, top: Int, bottom: Int, left: Int, right: Int, val
     return out
 }
 
+/// Throws `KernelsError.invalidArgument` naming the first id outside 0..<vocabularySize, or rows of
+/// different lengths (check ids from files or user input before `embedding`).
+public func validateTokenIDs(_ ids: [[Int]], vocabularySize: Int) throws {
+    let t = ids.first?.count ?? 0
+    for (row, line) in ids.enumerated() {
+        guard line.count == t else {
+            throw KernelsError.invalidArgument("token id row \(row) has \(line.count) ids, row 0 has \(t)")
+        }
+        if let bad = line.firstIndex(where: { $0 < 0 || $0 >= vocabularySize }) {
+            throw KernelsError.invalidArgument(
+                "token id \(line[bad]) at row \(row), position \(bad) is outside the vocabulary of \(vocabularySize)")
+        }
+    }
+}
+
 /// Embedding lookup (torch.nn.Embedding). table: [V, D], ids: B rows of T ids -> [B, T, D].
 public func embedding(_ table: Tensor, ids: [[Int]]) -> Tensor {
     precondition(table.rank == 2, "embedding table must be [V, D], got \(table.shape)")

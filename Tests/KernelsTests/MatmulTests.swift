@@ -39,6 +39,9 @@ final class MatmulTests: XCTestCase {
         // Transposed A with a broadcast B takes the per-batch path.
         let a3t = permute(a3, [0, 2, 1])
         assertClose(matmul(a3t, b2, transposeA: true), Tensor(shape: [bs, m, n], data: e32), tol: 1e-4, "[B,K,M]ᵀx[K,N]")
+        // A batch of size 1 broadcasts like a rank-2 operand.
+        assertClose(matmul(a3, b2.reshaped([1, k, n])), Tensor(shape: [bs, m, n], data: e32), tol: 1e-4, "[B,M,K]x[1,K,N]")
+        assertClose(matmul(a2.reshaped([1, m, k]), b3), Tensor(shape: [bs, m, n], data: e23), tol: 1e-4, "[1,M,K]x[B,K,N]")
     }
 
     func testLinearWithAndWithoutBias() {

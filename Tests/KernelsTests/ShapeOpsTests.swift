@@ -67,6 +67,17 @@ final class ShapeOpsTests: XCTestCase {
         }
     }
 
+    func testTokenIDValidation() throws {
+        try validateTokenIDs([[0, 9], [3, 4]], vocabularySize: 10)
+        XCTAssertThrowsError(try validateTokenIDs([[0, 10]], vocabularySize: 10)) { error in
+            XCTAssertEqual(error as? KernelsError,
+                           .invalidArgument("token id 10 at row 0, position 1 is outside the vocabulary of 10"))
+        }
+        XCTAssertThrowsError(try validateTokenIDs([[0, 1], [2]], vocabularySize: 10)) { error in
+            XCTAssertEqual(error as? KernelsError, .invalidArgument("token id row 1 has 1 ids, row 0 has 2"))
+        }
+    }
+
     func testSumAndMean() {
         var rng = SeededGenerator(seed: 404)
         let x = randomTensor([3, 4, 5], &rng)
