@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV ?= .venv
 PROMPT ?= 江ノ島と富士山が見える風景
 
-.PHONY: all deps build test demo venv fixtures clean
+.PHONY: all deps build test demo venv fixtures clean bench-kernels
 
 all: build
 
@@ -34,6 +34,13 @@ test: deps
 
 demo: build
 	$(SWIFT) run -c $(CONFIG) jpgen --help
+
+# Kernel benchmarks (JSON lines): our GEMM and conv2d next to raw cblas_sgemm in the same run.
+bench-kernels: deps
+	$(SWIFT) build -c release --product jpbench
+	$$($(SWIFT) build -c release --show-bin-path)/jpbench gemm
+	$$($(SWIFT) build -c release --show-bin-path)/jpbench conv
+	$$($(SWIFT) build -c release --show-bin-path)/jpbench ops
 
 # The Python reference side, only for regenerating fixtures and comparison benchmarks.
 venv:
