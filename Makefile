@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV ?= .venv
 PROMPT ?= 江ノ島と富士山が見える風景
 
-.PHONY: all deps build test demo venv fixtures clean bench-kernels
+.PHONY: all deps build test demo venv fixtures clean bench-kernels fuzz
 
 all: build
 
@@ -49,6 +49,21 @@ venv:
 
 fixtures: venv
 	for s in Tools/fixtures/*.py; do echo "== $$s"; $(VENV)/bin/python $$s || exit 1; done
+
+# libFuzzer on the safetensors header parser (Fuzz/SafeTensorsHeaderFuzz; not part of the package
+# build). Runs FUZZ_TIME seconds; a finding is written to $(FUZZ_DIR)/artifacts/ and fails the target.
+SWIFTC    ?= swiftc
+FUZZ_TIME ?= 600
+FUZZ_DIR  ?= .build-fuzz
+FUZZ_SRC   = Fuzz/SafeTensorsHeaderFuzz/FuzzEntry.swift \
+             $(addprefix Sources/SafeTensors/,HeaderJSON.swift SafeTensorsHeader.swift SafeTensorsDType.swift SafeTensorsError.swift)
+fuzz:
+	mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
+	$(SWIFTC) -sanitize=fuzzer,address -parse-as-library -O -module-name SafeTensorsFuzz $(FUZZ_SRC) \
+	  -o $(FUZZ_DIR)/safetensors-header-fuzz 2>&1 | grep -v "Cannot export local symbol" || true
+	cp Fuzz/SafeTensorsHeaderFuzz/corpus/* Tests/Fixtures/SafeTensors/good/*.safetensors $(FUZZ_DIR)/corpus/
+	$(FUZZ_DIR)/safetensors-header-fuzz -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	  -dict=Fuzz/SafeTensorsHeaderFuzz/safetensors.dict -artifact_prefix=$(FUZZ_DIR)/artifacts/ $(FUZZ_DIR)/corpus
 
 clean:
 	rm -rf .build
