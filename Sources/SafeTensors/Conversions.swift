@@ -1,7 +1,7 @@
 // Conversions between the stored dtypes and Float32.
 //
-// f16 -> f32 uses the exponent-rebias trick (Fabian Giesen, "half_to_float"); f32 -> f16 uses
-// Swift's Float16 conversion (IEEE round-to-nearest-even); f32 -> bf16 rounds to nearest even
+// f16 <-> f32 use Fabian Giesen's exponent-rebias bit tricks (IEEE round-to-nearest-even, checked
+// against Swift's Float16 in the tests); f32 -> bf16 rounds to nearest even
 // as torch's `round_to_nearest_even` in c10/util/BFloat16.h (NaN -> 0x7FC0). Integers convert
 // exactly up to 2^24 and round to nearest beyond, as `tensor.float()` does. float -> integer
 // truncates toward zero (torch's `.to(int)`), clamped to the integer's range, NaN -> 0.
@@ -132,10 +132,30 @@ public func float16BitsToFloat(_ h: UInt16) -> Float {
     return Float(bitPattern: o | UInt32(h & 0x8000) << 16)
 }
 
-/// Float -> IEEE half bits, round to nearest even (overflow -> Inf, NaN stays NaN).
+/// Float -> IEEE half bits, round to nearest even; overflow -> Inf, NaN -> 0x7E00 with its sign
+/// (as c10's fp16_ieee_from_fp32_value). Bit arithmetic after Fabian Giesen's
+/// "float_to_half_fast3_rtne", so the loop vectorises (Swift's Float16(x) is a library call here).
 @inline(__always)
 public func floatToFloat16Bits(_ x: Float) -> UInt16 {
-    Float16(x).bitPattern
+    let f32Infinity: UInt32 = 255 << 23
+    let f16Overflow: UInt32 = (127 + 16) << 23  // smallest float that rounds to half Inf
+    let denormMagic: UInt32 = ((127 - 15) + (23 - 10) + 1) << 23
+    var f = x.bitPattern
+    let sign = f & 0x8000_0000
+    f ^= sign
+    var o: UInt32
+    if f >= f16Overflow {
+        o = f > f32Infinity ? 0x7E00 : 0x7C00
+    } else if f < (113 << 23) {
+        // Subnormal half or zero: let the FPU round by adding a magic number.
+        o = (Float(bitPattern: f) + Float(bitPattern: denormMagic)).bitPattern &- denormMagic
+    } else {
+        let mantissaOdd = (f >> 13) & 1
+        f = f &+ (UInt32(bitPattern: Int32(15 - 127)) << 23) &+ 0xFFF  // rebias, add rounding bias
+        f = f &+ mantissaOdd  // ties to even
+        o = f >> 13
+    }
+    return UInt16(truncatingIfNeeded: o | (sign >> 16))
 }
 
 /// Float -> bfloat16 bits, round to nearest even; NaN -> 0x7FC0 (c10::detail::round_to_nearest_even).

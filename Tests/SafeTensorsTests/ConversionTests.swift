@@ -1,4 +1,5 @@
-// Conversion tests: f16 decoding exhaustively against Swift's Float16 (exact), and Float32 ->
+// Conversion tests: f16 decoding exhaustively and f16 encoding on 17M float32 bit patterns against
+// Swift's Float16 (IEEE, exact), and Float32 ->
 // f16 / bf16 rounding against torch's bit patterns (exact, tolerance 0), plus integers.
 
 import Foundation
@@ -17,6 +18,27 @@ final class ConversionTests: XCTestCase {
                 return
             }
         }
+    }
+
+    func testFloat16EncodeMatchesIEEEOnManyBitPatterns() {
+        // Every 251st float32 bit pattern (17M values) plus the exact ties in [1, 2).
+        var mismatches = 0
+        for bits in stride(from: UInt32(0), through: UInt32.max - 250, by: 251) {
+            let x = Float(bitPattern: bits)
+            let got = floatToFloat16Bits(x)
+            if x.isNaN {
+                if !Float16(bitPattern: got).isNaN || got & 0x8000 != UInt16(bits >> 16) & 0x8000 { mismatches += 1 }
+            } else if got != Float16(x).bitPattern {
+                mismatches += 1
+            }
+        }
+        for k in 0..<1024 {
+            // Exact ties: 1 + (k + 0.5) * 2^-10 (a half's spacing in [1, 2) is 2^-10 = 1 << 13 float ulps).
+            let x = Float(bitPattern: (127 << 23) | UInt32(k) << 13 | 1 << 12)
+            if floatToFloat16Bits(x) != Float16(x).bitPattern { mismatches += 1 }
+            if floatToFloat16Bits(-x) != Float16(-x).bitPattern { mismatches += 1 }
+        }
+        XCTAssertEqual(mismatches, 0)
     }
 
     func testRoundingMatchesTorch() throws {
