@@ -12,8 +12,10 @@ import COpenBLAS
 import Dispatch
 import Foundation
 
-/// Upper bound on the threads Kernels uses (Dispatch chunks and OpenBLAS threads).
-nonisolated(unsafe) private var threadLimit: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+/// Upper bound on the threads Kernels uses (Dispatch chunks and OpenBLAS threads). It starts at
+/// OpenBLAS's own count, so OPENBLAS_NUM_THREADS limits both pools unless setThreadCount is called.
+nonisolated(unsafe) private var threadLimit: Int = max(1, min(Int(openblas_get_num_threads()),
+                                                              ProcessInfo.processInfo.activeProcessorCount))
 
 /// The number of threads Kernels currently spreads work over.
 public var kernelThreadCount: Int { threadLimit }

@@ -41,7 +41,7 @@ struct OpsBench: ParsableCommand {
             let t = timeInterleaved(options.repetitions, [body])[0]
             var fields: [(String, Any)] = [
                 ("bench", "ops"), ("op", name), ("shape", shape), ("threads", threads),
-                ("repetitions", options.repetitions), ("seconds", t.best), ("median_seconds", t.median),
+                ("repetitions", options.repetitions), ("seconds", t.best), ("median_seconds", t.median), ("cpu_seconds", t.cpu),
                 ("elements_per_second", Double(shape.reduce(1, *)) / t.best),
             ]
             if flops > 0 { fields.append(("gflops", flops / t.best / 1e9)) }
