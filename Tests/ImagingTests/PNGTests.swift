@@ -61,6 +61,11 @@ final class PNGTests: XCTestCase {
         let text = [params.pngText, PNGText(key: "Software", text: "JPGen café"), PNGText(key: "Empty", text: "")]
         let url = dir.appendingPathComponent("out.png")
         try writePNG(image, to: url, text: text)
+        if let keep = ProcessInfo.processInfo.environment["JPGEN_KEEP_TEST_PNG"] {
+            // For checking our files with other readers (e.g. PIL) by hand.
+            try? FileManager.default.removeItem(atPath: keep)
+            try FileManager.default.copyItem(at: url, to: URL(fileURLWithPath: keep))
+        }
         let back = try readPNG(url)
         XCTAssertEqual(back.image, image)
         XCTAssertEqual(back.text, text)

@@ -60,6 +60,25 @@ final class SafeTensorsWriterTests: XCTestCase {
         XCTAssertEqual(f.names, ["a", "c", "b"])  // F32, F16, U8: Python's layout order
     }
 
+    func testStreamingLargeTensorsAcrossConversionChunks() throws {
+        // 1.5M elements: more than the writer's 1M-element conversion chunk, and several
+        // parallel chunks when read back. Values are exact in f16 and bf16 (tolerance 0).
+        let scratch = try scratchDirectory("large")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let url = scratch.appendingPathComponent("big.safetensors")
+        let n = 1_500_000
+        let values = (0..<n).map { Float($0 % 256) - 128 }
+        let w = try SafeTensorsWriter(url: url, entries: [(name: "h", dtype: .F16, shape: [n / 1000, 1000]),
+                                                         (name: "b", dtype: .BF16, shape: [n])], metadata: [:])
+        try values.withUnsafeBufferPointer { try w.write("h", float32: $0) }
+        try values.withUnsafeBufferPointer { try w.write("b", float32: $0) }
+        try w.finish()
+        let f = try SafeTensorsFile(url: url)
+        XCTAssertEqual(try f.tensor("h").scalars, values)
+        XCTAssertEqual(try f.tensor("b").scalars, values)
+        XCTAssertEqual(try f.tensor("h").shape, [1500, 1000])
+    }
+
     func testWriterMisuseErrors() throws {
         let scratch = try scratchDirectory("misuse")
         defer { try? FileManager.default.removeItem(at: scratch) }
