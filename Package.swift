@@ -45,7 +45,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: fast),
         .target(name: "Evolution", dependencies: [
-            "COpenBLAS", .product(name: "GRDB", package: "GRDB.swift"),
+            "COpenBLAS", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fast),
 
         // Executables: thin layers over the libraries.

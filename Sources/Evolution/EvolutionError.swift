@@ -9,6 +9,7 @@ public enum EvolutionError: LocalizedError, Equatable {
     case runExists(path: String)
     case resumeMismatch(path: String)
     case worker(index: Int, message: String)
+    case recipe(path: String, message: String)
 
     public var errorDescription: String? {
         switch self {
@@ -23,6 +24,7 @@ public enum EvolutionError: LocalizedError, Equatable {
         case .resumeMismatch(let path):
             return "\(path) was started with another recipe, search space or settings (or another seed): it cannot be resumed with these; choose another --run-dir"
         case .worker(let index, let message): return "evaluation worker \(index): \(message)"
+        case .recipe(let path, let message): return "\(path): \(message)"
         }
     }
 }
