@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV ?= .venv
 PROMPT ?= 江ノ島と富士山が見える風景
 
-.PHONY: all deps build test demo venv fixtures clean bench-kernels fuzz
+.PHONY: all deps build test demo venv fixtures clean bench-kernels fuzz fuzz-png
 
 all: build
 
@@ -64,6 +64,15 @@ fuzz:
 	cp Fuzz/SafeTensorsHeaderFuzz/corpus/* Tests/Fixtures/SafeTensors/good/*.safetensors $(FUZZ_DIR)/corpus/
 	$(FUZZ_DIR)/safetensors-header-fuzz -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 	  -dict=Fuzz/SafeTensorsHeaderFuzz/safetensors.dict -artifact_prefix=$(FUZZ_DIR)/artifacts/ $(FUZZ_DIR)/corpus
+
+# libFuzzer on the PNG decoder's C layer (Fuzz/PNGDecodeFuzz over Sources/CPNGShim and libpng).
+fuzz-png:
+	mkdir -p $(FUZZ_DIR)/png-corpus $(FUZZ_DIR)/png-artifacts
+	clang -O1 -g -fsanitize=fuzzer,address -I Sources/CPNGShim/include Fuzz/PNGDecodeFuzz/fuzz_png.c \
+	  Sources/CPNGShim/jpgen_png.c -lpng16 -o $(FUZZ_DIR)/png-decode-fuzz 2>&1 | grep -v "Cannot export local symbol" || true
+	cp Fuzz/PNGDecodeFuzz/corpus/* $(FUZZ_DIR)/png-corpus/
+	$(FUZZ_DIR)/png-decode-fuzz -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_DIR)/png-artifacts/ $(FUZZ_DIR)/png-corpus
 
 clean:
 	rm -rf .build
