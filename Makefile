@@ -72,7 +72,7 @@ fuzz-png:
 	  Sources/CPNGShim/jpgen_png.c -lpng16 -o $(FUZZ_DIR)/png-decode-fuzz 2>&1 | grep -v "Cannot export local symbol" || true
 	cp Fuzz/PNGDecodeFuzz/corpus/* $(FUZZ_DIR)/png-corpus/
 	$(FUZZ_DIR)/png-decode-fuzz -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-	  -artifact_prefix=$(FUZZ_DIR)/png-artifacts/ $(FUZZ_DIR)/png-corpus
+	  -artifact_prefix=$(FUZZ_DIR)/png-artifacts/ $(FUZZ_DIR)/png-corpus Fuzz/PNGDecodeFuzz/regressions
 
 clean:
 	rm -rf .build
