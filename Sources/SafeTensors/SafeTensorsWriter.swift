@@ -14,6 +14,7 @@
 // An empty `metadata` writes no `__metadata__` (Python's `metadata=None`).
 
 import Foundation
+import Kernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -200,4 +201,17 @@ func safeTensorsHeaderBytes(_ layout: [SafeTensorsInfo], metadata: [String: Stri
     out.append(UInt8(ascii: "}"))
     while out.count % 8 != 0 { out.append(0x20) }
     return out
+}
+
+/// Writes whole tensors in one call (small files: fixtures, demo models); every tensor is stored
+/// as `dtype`. Streams through `SafeTensorsWriter`, so the bytes match Python's as above.
+public func writeSafeTensors(_ tensors: [String: Tensor], to url: URL, dtype: SafeTensorsDType = .F32,
+                             metadata: [String: String] = [:]) throws {
+    let names = tensors.keys.sorted()
+    let writer = try SafeTensorsWriter(
+        url: url, entries: names.map { (name: $0, dtype: dtype, shape: tensors[$0]!.shape) }, metadata: metadata)
+    for name in names {
+        try tensors[name]!.withUnsafeBufferPointer { try writer.write(name, float32: $0) }
+    }
+    try writer.finish()
 }

@@ -109,6 +109,19 @@ final class SafeTensorsReaderTests: XCTestCase {
         XCTAssertEqual(header.dataSize, 4)
     }
 
+    func testHeaderLengthThatLooksLikePickleMagicIsStillSafetensors() throws {
+        // A 640-byte header: the length prefix begins 0x80 0x02, the pickle protocol-2 magic.
+        var json = Array(#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#.utf8)
+        json += [UInt8](repeating: 0x20, count: 640 - json.count)
+        let bytes = [0x80, 0x02, 0, 0, 0, 0, 0, 0] + json + [7]
+        let header = try bytes.withUnsafeBytes { try parseSafeTensorsHeader($0, file: "x") }
+        XCTAssertEqual(header.tensors.first?.name, "a")
+        // The same prefix without a JSON header is a pickle.
+        XCTAssertThrowsError(try ([0x80, 0x02, 0x7D, 0x71] as [UInt8]).withUnsafeBytes { try parseSafeTensorsHeader($0, file: "x") }) {
+            XCTAssertEqual(caseName($0), "pickleCheckpoint")
+        }
+    }
+
     func testJSONParserEscapesAndLimits() throws {
         func parse(_ s: String) throws -> JSONValue { try Array(s.utf8).withUnsafeBytes { try JSONParser.parse($0) } }
         XCTAssertEqual(try parse(#""a\u00e9\ud83d\ude00\n\"""#), .string("aé😀\n\""))

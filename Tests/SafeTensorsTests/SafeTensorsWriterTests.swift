@@ -3,6 +3,7 @@
 // file left behind.
 
 import Foundation
+import Kernels
 import XCTest
 @testable import SafeTensors
 
@@ -77,6 +78,20 @@ final class SafeTensorsWriterTests: XCTestCase {
         XCTAssertEqual(try f.tensor("h").scalars, values)
         XCTAssertEqual(try f.tensor("b").scalars, values)
         XCTAssertEqual(try f.tensor("h").shape, [1500, 1000])
+    }
+
+    func testWholeTensorConvenienceWriter() throws {
+        let scratch = try scratchDirectory("whole")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let url = scratch.appendingPathComponent("w.safetensors")
+        let a = Tensor(shape: [2, 2], data: [1, 2, 3, 4]), b = Tensor(shape: [], data: [0.5])
+        try writeSafeTensors(["a": a, "b": b], to: url, dtype: .BF16, metadata: ["k": "v"])
+        let f = try SafeTensorsFile(url: url)
+        XCTAssertEqual(f.names, ["a", "b"])
+        XCTAssertEqual(f.info("a")?.dtype, .BF16)
+        XCTAssertEqual(try f.tensor("a").scalars, [1, 2, 3, 4])
+        XCTAssertEqual(try f.tensor("b").shape, [])
+        XCTAssertEqual(f.metadata, ["k": "v"])
     }
 
     func testWriterMisuseErrors() throws {
