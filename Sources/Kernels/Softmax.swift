@@ -4,17 +4,24 @@
 
 import Foundation
 
-/// In-place softmax of one row of length n.
+/// Replaces a row of length n by exp(p - max(p)) and returns 1 / sum of the result: the row's
+/// softmax is the row times that factor. An all -inf row becomes zeros and the factor 0.
 @inline(__always)
-func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-    if n == 0 { return }
+func unnormalizedSoftmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+    if n == 0 { return 0 }
     let mx = rowMax(p, n)
     if mx == -Float.infinity {
         p.update(repeating: 0, count: n)
-        return
+        return 0
     }
     for i in 0..<n { p[i] = fastExp(p[i] - mx) }
-    let inv = 1 / rowSum(p, n)
+    return 1 / rowSum(p, n)
+}
+
+/// In-place softmax of one row of length n.
+@inline(__always)
+func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    let inv = unnormalizedSoftmaxRow(p, n)
     for i in 0..<n { p[i] *= inv }
 }
 

@@ -11,8 +11,15 @@ struct OpsBench: ParsableCommand {
 
     @OptionGroup var options: KernelBenchOptions
 
+    @Option(help: "Attention score budget in floats (default: the library's).")
+    var attentionBudget: Int?
+
+    @Option(help: "Run only the ops whose name contains this text.")
+    var only: String?
+
     func run() throws {
         let threads = options.applyThreads()
+        if let attentionBudget { attentionScoreBudget = attentionBudget }
         let feature = benchTensor([1, 320, 64, 64], seed: 11)            // UNet level-0 feature map
         let tokens = benchTensor([1, 4096, 320], seed: 12)               // the same map as tokens
         let wide = benchTensor([1, 4096, 2560], seed: 13)                // GEGLU input (2 x 1280)
@@ -37,7 +44,7 @@ struct OpsBench: ParsableCommand {
             ("upsample_nearest_2x", feature.shape, 0, { _ = upsampleNearest2x(feature) }),
             ("permute_nchw_to_nhwc", feature.shape, 0, { _ = permute(feature, [0, 2, 3, 1]) }),
         ]
-        for (name, shape, flops, body) in cases {
+        for (name, shape, flops, body) in cases where only.map({ name.contains($0) }) ?? true {
             let t = timeInterleaved(options.repetitions, [body])[0]
             var fields: [(String, Any)] = [
                 ("bench", "ops"), ("op", name), ("shape", shape), ("threads", threads),
