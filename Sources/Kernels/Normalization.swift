@@ -3,6 +3,16 @@
 
 /// GroupNorm. x: [N, C, ...], weight/bias: [C] or nil -> same shape as x.
 public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+    groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, thenSiLU: false)
+}
+
+/// silu(groupNorm(x)) in one pass: the norm -> nonlinearity pair that opens every diffusers
+/// ResnetBlock2D and VAE block. x: [N, C, ...] -> same shape.
+public func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+    groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, thenSiLU: true)
+}
+
+private func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, thenSiLU: Bool) -> Tensor {
     precondition(x.rank >= 2, "groupNorm needs [N, C, ...], got \(x.shape)")
     let n = x.shape[0], c = x.shape[1]
     precondition(groups > 0 && c % groups == 0, "groupNorm: \(c) channels not divisible into \(groups) groups")
@@ -27,7 +37,11 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
             let ch = g * perGroup + cc
             let sc = inv * (w?[ch] ?? 1), sh = (b?[ch] ?? 0) - m * sc
             let p = src + start + cc * spatial, q = dst + start + cc * spatial
-            for i in 0..<spatial { q[i] = p[i] * sc + sh }
+            if thenSiLU {
+                for i in 0..<spatial { let v = p[i] * sc + sh; q[i] = v * fastSigmoid(v) }
+            } else {
+                for i in 0..<spatial { q[i] = p[i] * sc + sh }
+            }
         }
     }
     return out

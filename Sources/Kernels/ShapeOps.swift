@@ -54,6 +54,14 @@ public func split(_ x: Tensor, axis: Int, sizes: [Int]) -> [Tensor] {
     return result
 }
 
+/// The elements at positions `range` along `axis` (torch.narrow / x[..., a:b, ...]), copied.
+public func slice(_ x: Tensor, axis: Int, range: Range<Int>) -> Tensor {
+    let ax = normalizedAxis(axis, rank: x.rank)
+    precondition(range.lowerBound >= 0 && range.upperBound <= x.shape[ax],
+                 "slice \(range) outside 0..<\(x.shape[ax]) (axis \(axis) of \(x.shape))")
+    return split(x, axis: ax, sizes: [range.lowerBound, range.count, x.shape[ax] - range.upperBound])[1]
+}
+
 /// Splits `x` into `parts` equal pieces along `axis` (torch.chunk with an exact division).
 public func chunk(_ x: Tensor, parts: Int, axis: Int) -> [Tensor] {
     let ax = normalizedAxis(axis, rank: x.rank)

@@ -27,6 +27,9 @@ final class NormalizationTests: XCTestCase {
         } }
         assertClose(groupNorm(x, groups: g, weight: weight, bias: bias, eps: 1e-5), Tensor(shape: x.shape, data: want), tol: 1e-5, "affine")
         assertClose(groupNorm(x, groups: g, weight: nil, bias: nil, eps: 1e-5), Tensor(shape: x.shape, data: wantPlain), tol: 1e-5, "plain")
+        let wantSiLU = want.map { v -> Float in let d = Double(v); return Float(d / (1 + Foundation.exp(-d))) }
+        assertClose(groupNormSiLU(x, groups: g, weight: weight, bias: bias, eps: 1e-5),
+                    Tensor(shape: x.shape, data: wantSiLU), tol: 1e-5, "fused silu")
         // [N, C] input (no spatial dimensions), one group per channel pair.
         let x2 = randomTensor([3, 4], &rng)
         let y2 = groupNorm(x2, groups: 2, weight: nil, bias: nil, eps: 0)

@@ -24,6 +24,10 @@ final class ShapeOpsTests: XCTestCase {
         assertClose(halves[1], a, tol: 0, "chunk 1")
         assertClose(concat([a, b], axis: 1), concat([a] + split(b, axis: 1, sizes: [2, 0, 3]), axis: 1), tol: 0, "empty piece")
         XCTAssertEqual(concat([a, a, a], axis: 0).shape, [6, 3, 4])
+        let s = slice(c, axis: 1, range: 2..<5)
+        XCTAssertEqual(s.shape, [2, 3, 4])
+        for i in 0..<2 { for j in 0..<3 { for k in 0..<4 { XCTAssertEqual(s[i, j, k], c[i, j + 2, k]) } } }
+        XCTAssertEqual(slice(c, axis: -1, range: 0..<0).shape, [2, 8, 0])
     }
 
     func testPermuteAndTranspose() {
