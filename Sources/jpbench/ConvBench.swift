@@ -14,7 +14,8 @@ struct ConvBench: ParsableCommand {
 
     @Option(name: .long, parsing: .upToNextOption,
             help: "Convolutions as C:HxW (3x3, C->C, stride 1, pad 1) or Cin:Cout:HxW:k:stride:pad.")
-    var shapes: [String] = ["320:64x64", "640:32x32", "1280:16x16", "128:256x256"]
+    var shapes: [String] = ["320:64x64", "640:32x32", "1280:16x16", "128:256x256",
+                            "640:1280:32x32:1:1:0", "320:320:64x64:3:2:1", "4:320:64x64:3:1:1"]
 
     @Option(help: "Batch size.")
     var batch: Int = 1
