@@ -1,1 +1,0 @@
-// Diffusion: see ../shared/DESIGN.md for what this module owns.
