@@ -81,8 +81,7 @@ public func broadcastBinary<Op: BinaryElementOp>(_ a: Tensor, _ b: Tensor, _ op:
     var dims: [Int] = [], sa: [Int] = [], sb: [Int] = []
     let stA = broadcastStrides(a.shape, to: outShape), stB = broadcastStrides(b.shape, to: outShape)
     for i in 0..<outShape.count where outShape[i] != 1 {
-        if let last = dims.last, sa.last! == stA[i] * outShape[i], sb.last! == stB[i] * outShape[i] {
-            _ = last
+        if !dims.isEmpty, sa.last! == stA[i] * outShape[i], sb.last! == stB[i] * outShape[i] {
             dims[dims.count - 1] *= outShape[i]
             sa[sa.count - 1] = stA[i]
             sb[sb.count - 1] = stB[i]
