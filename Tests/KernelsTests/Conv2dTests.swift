@@ -18,6 +18,7 @@ final class Conv2dTests: XCTestCase {
         Case(n: 1, c: 2, h: 6, w: 7, o: 3, kh: 1, kw: 3, stride: 1, padding: 1, bias: false),  // 1x3 padded
         Case(n: 1, c: 4, h: 7, w: 7, o: 3, kh: 1, kw: 1, stride: 2, padding: 0, bias: true),   // 1x1 stride 2
         Case(n: 1, c: 3, h: 4, w: 4, o: 2, kh: 4, kw: 4, stride: 4, padding: 0, bias: true),   // patchify
+        Case(n: 2, c: 3, h: 5, w: 6, o: 130, kh: 3, kw: 3, stride: 1, padding: 1, bias: true), // channels split over workers
     ]
 
     func run(_ cs: Case, seed: UInt64) {
