@@ -1,1 +1,0 @@
-// Tokenization: see ../shared/DESIGN.md for what this module owns.
