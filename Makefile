@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV ?= .venv
 PROMPT ?= 江ノ島と富士山が見える風景
 
-.PHONY: all deps build test demo venv fixtures clean bench-kernels fuzz fuzz-png
+.PHONY: all deps dictionary build test demo venv fixtures clean bench-kernels fuzz fuzz-png
 
 all: build
 
@@ -25,10 +25,18 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-build: deps
+# The MeCab user dictionary of Dictionaries/, compiled against the installed system ipadic.
+MECAB_DICT_INDEX ?= /usr/lib/mecab/mecab-dict-index
+SYSTEM_DIC ?= /var/lib/mecab/dic/ipadic-utf8
+dictionary: .build-dic/jpgen-prompts.dic
+.build-dic/jpgen-prompts.dic: Dictionaries/jpgen-prompts.csv | deps
+	mkdir -p .build-dic
+	$(MECAB_DICT_INDEX) -d $(SYSTEM_DIC) -u $@.tmp -f utf-8 -t utf-8 $< && mv $@.tmp $@
+
+build: deps dictionary
 	$(SWIFT) build -c $(CONFIG)
 
-test: deps
+test: deps dictionary
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build
 
