@@ -10,15 +10,21 @@
 //    row dy are a strided [C*kw, rows*W'] matrix, and out += W_dy[O, C*kw] buf[:, dy...]: kh sgemms
 //    on a weight reordered to [kh, O, C*kw]. It copies 1/kh of im2col's buffer plus the weight,
 //    so `.automatic` takes it when that is cheaper (large planes, few channels).
-// Formulations 2 and 3 tile over output rows so a buffer stays under `convBufferBudget` floats.
+// Formulations 2 and 3 tile over output rows so a buffer stays under `convBufferBudget` floats
+// (or one tile of `convMinimumTileColumns` output pixels, if that is larger).
 // Tiles run either one after another (copies spread by parallelFor, sgemm on OpenBLAS's threads) or,
 // when there are at least as many tiles as threads, on worker threads that each copy and multiply
 // their own tiles with a single-threaded sgemm (no oversubscription: OpenBLAS is set to 1 thread).
 
-/// Largest im2col / row-shift buffer (floats) one worker may use: 4 Mi floats = 16 MiB.
-/// (Measured single-threaded: 1 Mi floats cuts 1280-channel 16x16 convolutions to 128-column
-/// products at 73% of sgemm's rate; 4 Mi floats keeps every SD shape at 85-99%.)
-nonisolated(unsafe) public var convBufferBudget = 1 << 22
+/// im2col / row-shift buffer (floats) per worker thread: 1 Mi floats = 4 MiB, unless a tile would
+/// then have fewer than `convMinimumTileColumns` columns. (Measured on 2 cores, 128 channels at
+/// 256x256: 80% of square sgemm with 4 MiB per worker, 60-67% with 16 MiB per worker; and tiles
+/// of under 512 columns, e.g. 160 for 640 channels at 32x32, fall to 40-70%.)
+nonisolated(unsafe) public var convBufferBudget = 1 << 20
+
+/// Fewest output columns (output pixels) per tile, which keeps each sgemm efficient. The buffer
+/// bound is therefore max(convBufferBudget, C*kh*kw * convMinimumTileColumns) floats per worker.
+nonisolated(unsafe) public var convMinimumTileColumns = 512
 
 /// Which GEMM formulation conv2d uses (for tests and benchmarks; `.automatic` picks by copy cost).
 public enum Conv2dAlgorithm: String, CaseIterable, Sendable {
@@ -188,16 +194,20 @@ private func runConvTiles(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: Un
                           bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, rowShift: Bool) {
     let perRow = (rowShift ? g.c * g.kw : g.c * g.kh * g.kw) * g.wo   // buffer floats per output row
     let halo = rowShift ? g.kh - 1 : 0                                 // extra input rows per tile
-    let budgetRows = Swift.max(1, convBufferBudget / Swift.max(perRow, 1) - halo)
-    var tilesPerImage = (g.ho + budgetRows - 1) / budgetRows
     let threads = kernelThreadCount
-    // Worker tiles need enough work per thread; round the tile count up to a multiple of threads.
     // Worker tiles need enough columns per thread for an efficient sgemm (measured: 1280 channels
-    // at 16x16 runs better on OpenBLAS's threads than as two 128-column products).
+    // at 16x16 runs better as one 256-column tile with its output channels split over workers).
     let workerMode: Bool
     if let forced = conv2dWorkerTiles { workerMode = forced && threads > 1 } else {
-        workerMode = threads > 1 && g.n * g.ho * g.wo >= threads * 512
+        workerMode = threads > 1 && g.n * g.ho * g.wo >= threads * convMinimumTileColumns
     }
+    // Each worker has its own buffer; tiles run one after another share one buffer of the
+    // threads' budgets together. A tile never has fewer than convMinimumTileColumns columns.
+    let budget = workerMode ? convBufferBudget : convBufferBudget * threads
+    let budgetRows = Swift.max(1, budget / Swift.max(perRow, 1) - halo,
+                               (convMinimumTileColumns + g.wo - 1) / g.wo)
+    var tilesPerImage = (g.ho + budgetRows - 1) / budgetRows
+    // Round the worker tile count up to a multiple of threads so that no worker idles at the end.
     if workerMode && (g.n * tilesPerImage) % threads != 0 {
         let total = ((g.n * tilesPerImage + threads - 1) / threads) * threads
         tilesPerImage = Swift.min(g.ho, (total + g.n - 1) / g.n)

@@ -50,9 +50,10 @@ final class Conv2dTests: XCTestCase {
 
     func testTiledOverOutputRows() {
         // A budget of a few rows forces many tiles (and ragged last tiles) in every mode.
-        let saved = convBufferBudget
-        defer { convBufferBudget = saved }
+        let (savedBudget, savedColumns) = (convBufferBudget, convMinimumTileColumns)
+        defer { convBufferBudget = savedBudget; convMinimumTileColumns = savedColumns }
         convBufferBudget = 300
+        convMinimumTileColumns = 1
         runAllModes(seed: 40)
     }
 
