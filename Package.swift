@@ -74,6 +74,6 @@ let package = Package(
         .testTarget(name: "MergingTests", dependencies: ["Merging"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
         .testTarget(name: "EvolutionTests", dependencies: ["Evolution"]),
-        .testTarget(name: "CLITests", dependencies: ["SafeTensors", "Imaging", "Evaluation"]),
+        .testTarget(name: "CLITests", dependencies: ["SafeTensors", "Imaging", "Evaluation", "Tokenization"]),
     ]
 )

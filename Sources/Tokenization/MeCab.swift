@@ -17,6 +17,10 @@ public struct Morpheme: Equatable, Codable, Sendable {
     public var byteEnd: Int
     /// Whether MeCab found the word in a dictionary (false: an unknown-word guess).
     public var known: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case surface, feature, byteStart = "byte_start", byteEnd = "byte_end", known
+    }
 }
 
 public final class MeCab: @unchecked Sendable {
