@@ -57,3 +57,19 @@ public func geglu(_ x: Tensor) -> Tensor {
     }
     return out
 }
+
+// In-place forms: no new buffer (for large activations a fresh buffer costs page faults).
+
+/// x = op(x) elementwise, spread over cores.
+public func mapInPlace<Op: UnaryElementOp>(_ x: inout Tensor, grain: Int = 1 << 12, _ op: Op) {
+    x.withUnsafeMutableBufferPointer { buffer in
+        guard let p = buffer.baseAddress else { return }
+        parallelRanges(buffer.count, grain: grain) { r in for i in r { p[i] = op(p[i]) } }
+    }
+}
+
+public func geluInPlace(_ x: inout Tensor) { mapInPlace(&x, GeluOp()) }
+public func geluTanhInPlace(_ x: inout Tensor) { mapInPlace(&x, GeluTanhOp()) }
+public func siluInPlace(_ x: inout Tensor) { mapInPlace(&x, SiluOp()) }
+public func quickGeluInPlace(_ x: inout Tensor) { mapInPlace(&x, QuickGeluOp()) }
+public func sigmoidInPlace(_ x: inout Tensor) { mapInPlace(&x, SigmoidOp()) }

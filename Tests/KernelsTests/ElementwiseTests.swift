@@ -72,6 +72,15 @@ final class ElementwiseTests: XCTestCase {
         assertClose(silu(x), expect { $0 * sig($0) }, tol: 1e-5, "silu")
         assertClose(quickGelu(x), expect { $0 * sig(1.702 * $0) }, tol: 1e-5, "quickGelu")
         assertClose(relu(x), expect { max($0, 0) }, tol: 0, "relu")
+        // In-place forms equal the allocating ones, and leave copies of the input untouched.
+        for (name, inPlace, plain) in [("gelu", geluInPlace, gelu), ("geluTanh", geluTanhInPlace, geluTanh),
+                                       ("silu", siluInPlace, silu), ("quickGelu", quickGeluInPlace, quickGelu),
+                                       ("sigmoid", sigmoidInPlace, sigmoid)] as [(String, (inout Tensor) -> Void, (Tensor) -> Tensor)] {
+            var y = x
+            inPlace(&y)
+            assertClose(y, plain(x), tol: 0, "\(name) in place")
+        }
+        XCTAssertEqual(x[0], -100, "copy on write kept the original")
         // geglu: halves [a, gate] -> a * gelu(gate)
         let g = randomTensor([2, 3, 8], &rng, lo: -3, hi: 3)
         var want = [Float]()
