@@ -92,7 +92,9 @@ public func loadTokenizer(folder: URL, options: TokenizerLoadOptions = Tokenizer
     switch tokenizerClass {
     case "BertJapaneseTokenizer":
         return try BertJapaneseTokenizer(folder: folder, config: raw, options: options)
+    case "CLIPTokenizer", "CLIPTokenizerFast":
+        return try CLIPTokenizer(folder: folder, config: raw)
     default:
-        throw TokenizationError.unsupported(path: configURL.path, reason: "tokenizer_class '\(tokenizerClass)' (supported: BertJapaneseTokenizer)")
+        throw TokenizationError.unsupported(path: configURL.path, reason: "tokenizer_class '\(tokenizerClass)' (supported: BertJapaneseTokenizer, CLIPTokenizer)")
     }
 }
