@@ -8,6 +8,6 @@ struct JPGen: ParsableCommand {
         commandName: "jpgen",
         abstract: "Generate images from Japanese prompts with few-step diffusion models, on the CPU.",
         version: jpgenVersion,
-        subcommands: [Inspect.self, Tokenize.self]
+        subcommands: [Inspect.self, Tokenize.self, Classify.self]
     )
 }
