@@ -1,1 +1,0 @@
-// Merging: see ../shared/DESIGN.md for what this module owns.
