@@ -28,6 +28,8 @@ public struct MergePlan {
     public let recipe: Recipe
     public let checkpoints: [String: Checkpoint]
     public let outputIsFolder: Bool
+    /// LoRA modules to fuse, by the tensor they change.
+    public let loras: [String: [(module: LoRAModule, scale: Float)]]
 }
 
 public enum MergeEngine {
@@ -92,14 +94,29 @@ public enum MergeEngine {
         if !problems.isEmpty {
             throw MergingError.mismatch(Array(problems.prefix(10)) + (problems.count > 10 ? ["... and \(problems.count - 10) more"] : []))
         }
+        var loras: [String: [(module: LoRAModule, scale: Float)]] = [:]
+        for (path, scale) in recipe.loras {
+            for module in try LoRA.modules(file: URL(fileURLWithPath: path), modelNames: items.map(\.name)) {
+                loras[module.target, default: []].append((module, scale))
+            }
+        }
         return MergePlan(items: items, recipe: recipe, checkpoints: checkpoints,
-                         outputIsFolder: reference.isFolder && !(outputPath ?? "").hasSuffix(".safetensors"))
+                         outputIsFolder: reference.isFolder && !(outputPath ?? "").hasSuffix(".safetensors"), loras: loras)
     }
 
     /// The merged Float32 values of one planned tensor.
     public static func merged(_ item: MergePlan.Item, plan: MergePlan) throws -> [Float] {
+        var values = try mergedBeforeLoRA(item, plan: plan)
+        for (module, scale) in plan.loras[item.name] ?? [] {
+            try LoRA.fuse(module, scale: scale, into: &values, shape: item.shape)
+        }
+        return values
+    }
+
+    static func mergedBeforeLoRA(_ item: MergePlan.Item, plan: MergePlan) throws -> [Float] {
         let recipe = plan.recipe
         if let source = item.copyFrom { return try plan.checkpoints[source]!.floats(item.name) }
+        if recipe.method == .passthrough { return try plan.checkpoints[recipe.inputs[0].name]!.floats(item.name) }
         let inputs = try recipe.inputs.map { try plan.checkpoints[$0.name]!.floats(item.name) }
         var out = [Float](repeating: 0, count: inputs[0].count)
         func param(_ p: String, _ input: String, _ fallback: Double) throws -> Float {
@@ -121,6 +138,8 @@ public enum MergeEngine {
                     let base = names.firstIndex(of: recipe.base!)!, other = 1 - base
                     mergeSlerp(a: buffers[base], b: buffers[other], t: try param("t", names[other], 0.5),
                                rows: item.shape.first ?? 1, into: dst)
+                case .passthrough:
+                    break
                 case .taskArithmetic, .ties, .dareLinear, .dareTies:
                     let base = names.firstIndex(of: recipe.base!)!
                     let others = names.indices.filter { $0 != base }

@@ -8,11 +8,13 @@ import Foundation
 public enum MergeMethod: String, Codable, CaseIterable, Sendable {
     case linear, addDifference = "add_difference", taskArithmetic = "task_arithmetic", ties
     case dareLinear = "dare_linear", dareTies = "dare_ties", slerp
+    /// One input copied as it is (with `loras:`, a LoRA fusion stage).
+    case passthrough
 
     /// Whether the method needs a `base` input.
     public var needsBase: Bool {
         switch self {
-        case .linear: return false
+        case .linear, .passthrough: return false
         case .addDifference, .taskArithmetic, .ties, .dareLinear, .dareTies, .slerp: return true
         }
     }

@@ -11,6 +11,7 @@
 //     - {modules: attention, parameters: {weight: {a: 0.2, b: 0.8}}}
 //     - {tensors: "*.norm*", parameters: {weight: {a: 0.5, b: 0.5}}}
 //   components: {text_encoder: merge, vae: copy a}   # merge (default) | copy NAME | omit
+//   loras: [{path: lcm-lora.safetensors, scale: 1.0}] # fused into the result (kohya or PEFT names)
 //   seed: 0
 //   dtype: fp16           # fp16 | bf16 | fp32
 //   output: merged.safetensors
@@ -52,6 +53,7 @@ public struct Recipe: Sendable {
     public var seed: UInt64
     public var dtype: SafeTensorsDType
     public var output: String?
+    public var loras: [(path: String, scale: Float)]
 
     public init(contentsOf url: URL) throws {
         let text: String
@@ -75,7 +77,8 @@ public struct Recipe: Sendable {
             throw fail("invalid YAML: \(error)")
         }
         guard let root = node.mapping else { throw fail("the recipe must be a mapping") }
-        let known: Set<String> = ["inputs", "method", "base", "parameters", "overrides", "components", "seed", "dtype", "output", "evolve"]
+        let known: Set<String> = ["inputs", "method", "base", "parameters", "overrides", "components", "seed", "dtype", "output",
+                                  "evolve", "loras", "name"]
         for key in root.keys.compactMap(\.string) where !known.contains(key) {
             throw fail("unknown key '\(key)' (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -106,6 +109,7 @@ public struct Recipe: Sendable {
         switch method {
         case .addDifference: if inputs.count != 3 { throw fail("add_difference takes three inputs (a + alpha (b - base)), got \(inputs.count)") }
         case .slerp: if inputs.count != 2 { throw fail("slerp takes two inputs, got \(inputs.count)") }
+        case .passthrough: if inputs.count != 1 { throw fail("passthrough takes one input, got \(inputs.count)") }
         default: if inputs.count < 2 { throw fail("\(methodName) needs at least two inputs") }
         }
         func parseParameters(_ node: Node?, context: String) throws -> [String: ParameterValue] {
@@ -175,6 +179,10 @@ public struct Recipe: Sendable {
         case let other: throw fail("unknown dtype '\(other)' (fp16, bf16, fp32)")
         }
         output = root["output"]?.string.map(resolve)
+        loras = try (root["loras"]?.sequence ?? []).enumerated().map { index, item in
+            guard let p = item.mapping?["path"]?.string ?? item.string else { throw fail("loras[\(index)] needs a 'path'") }
+            return (resolve(p), Float(item.mapping?["scale"]?.float ?? 1))
+        }
     }
 
     /// The value of a parameter for one input at one tensor: the most specific override that sets it

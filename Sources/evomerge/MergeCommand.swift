@@ -21,6 +21,19 @@ struct MergeCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
+        let staged = try StagedRecipe(contentsOf: URL(fileURLWithPath: recipe))
+        if staged.isMultiStage {
+            guard !dryRun else { throw ValidationError("--dry-run checks single-stage recipes only") }
+            var lastPrint = Date.distantPast
+            let files = try staged.run(output: output) { stage, p in
+                guard !quiet, Date().timeIntervalSince(lastPrint) > 0.5 || p.tensorsDone == p.tensorsTotal else { return }
+                lastPrint = Date()
+                FileHandle.standardError.write(Data("\rstage \(stage): \(p.tensorsDone)/\(p.tensorsTotal) tensors".utf8))
+            }
+            if !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+            for file in files { print("wrote \(file.path)") }
+            return
+        }
         let parsed = try Recipe(contentsOf: URL(fileURLWithPath: recipe))
         guard let destination = output ?? parsed.output else {
             throw ValidationError("no output: set 'output:' in \(recipe) or pass --output")

@@ -143,7 +143,7 @@ final class MergeEngineTests: XCTestCase {
         XCTAssertTrue(error("inputs: {a: \(a.path), b: \(shaped.path)}\nmethod: linear\n")
                         .contains("\(names[1]): [4, 3] in 'a' but [3, 4] in 'b'"))
         XCTAssertEqual(error("inputs: {a: \(a.path), b: \(a.path)}\nmethod: median\n"),
-                       "r.yaml: unknown method 'median' (known: linear, add_difference, task_arithmetic, ties, dare_linear, dare_ties, slerp)")
+                       "r.yaml: unknown method 'median' (known: linear, add_difference, task_arithmetic, ties, dare_linear, dare_ties, slerp, passthrough)")
         XCTAssertEqual(error("inputs: {a: \(a.path), b: \(a.path)}\nmethod: ties\n"), "r.yaml: method ties needs 'base' (one of the inputs)")
         XCTAssertEqual(error("inputs: {a: \(a.path), b: /x/model.ckpt}\nmethod: linear\n"),
                        "input 'b' (/x/model.ckpt): pickle checkpoints are never unpickled (it runs code); convert it to .safetensors first")
