@@ -167,10 +167,23 @@ public enum MergeEngine {
         let started = Date()
         let recipe = plan.recipe
         var metadata = ["format": "pt", "jpgen_recipe": recipe.text]
+        // Input hashes, one file per worker thread.
+        let allFiles = recipe.inputs.flatMap { input in plan.checkpoints[input.name]!.files.map { (input.name, $0) } }
+        var digests = [String?](repeating: nil, count: allFiles.count)
+        var hashError: Error?
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: allFiles.count) { i in
+            do {
+                let digest = try SHA256Hasher.file(allFiles[i].1)
+                lock.lock(); digests[i] = digest; lock.unlock()
+            } catch {
+                lock.lock(); hashError = error; lock.unlock()
+            }
+        }
+        if let hashError { throw hashError }
         var hashes: [String: [String: String]] = [:]
         for (name, path) in recipe.inputs {
-            let files = plan.checkpoints[name]!.files
-            let digest = try files.map { try SHA256Hasher.file($0) }.joined(separator: ",")
+            let digest = allFiles.indices.filter { allFiles[$0].0 == name }.map { digests[$0]! }.joined(separator: ",")
             hashes[name] = ["path": path, "sha256": digest]
         }
         let encoder = JSONEncoder()

@@ -4,6 +4,7 @@
 // taken against.
 
 import Foundation
+import Kernels
 
 public enum MergeMethod: String, Codable, CaseIterable, Sendable {
     case linear, addDifference = "add_difference", taskArithmetic = "task_arithmetic", ties
@@ -34,10 +35,12 @@ public func mergeLinear(_ inputs: [UnsafeBufferPointer<Float>], weights: [Float]
                         into out: UnsafeMutableBufferPointer<Float>) {
     let total = weights.reduce(0, +)
     let scale: Float = normalize && abs(total) > 1e-8 ? 1 / total : 1
-    for i in 0..<out.count {
-        var s: Float = 0
-        for (x, w) in zip(inputs, weights) { s += w * x[i] }
-        out[i] = s * scale
+    parallelChunks(out.count) { range in
+        for i in range { out[i] = 0 }
+        for (x, w) in zip(inputs, weights) {
+            let ws = w * scale
+            for i in range { out[i] += ws * x[i] }
+        }
     }
 }
 
@@ -94,9 +97,11 @@ public func mergeTaskVectors(base: UnsafeBufferPointer<Float>, models: [UnsafeBu
         let w = options.weights[k]
         for i in 0..<n { deltas[k][i] *= w }
     }
-    for i in 0..<n {
+    let deltaViews = deltas
+    parallelChunks(n) { range in
+      for i in range {
         var sum: Float = 0
-        for d in deltas { sum += d[i] }
+        for d in deltaViews { sum += d[i] }
         let majority: Float = sum >= 0 ? 1 : -1
         var mixed: Float = 0, divisor: Float = 0
         for (k, d) in deltas.enumerated() {
@@ -115,6 +120,18 @@ public func mergeTaskVectors(base: UnsafeBufferPointer<Float>, models: [UnsafeBu
             mixed /= divisor
         }
         out[i] = base[i] + options.lambda * mixed
+      }
+    }
+}
+
+/// Runs `body` over slices of 0..<count on the Kernels worker threads (serially for small counts).
+func parallelChunks(_ count: Int, _ body: (Range<Int>) -> Void) {
+    let workers = count >= 1 << 16 ? max(kernelThreadCount, 1) : 1
+    let step = (count + workers - 1) / max(workers, 1)
+    if workers == 1 { body(0..<count); return }
+    parallelFor(workers) { w in
+        let start = w * step
+        if start < count { body(start..<min(start + step, count)) }
     }
 }
 
