@@ -55,6 +55,10 @@ final class PromptSuiteTests: XCTestCase {
                          "樅木の下でフルートを吹く女性", "コートダジュールのニース海岸の風景画"] {
             XCTAssertTrue(general.prompts.contains { $0.ja == required }, required)
         }
+        let demo = try PromptSuite(contentsOf: folder.appendingPathComponent("demo-world.yaml"))
+        XCTAssertGreaterThanOrEqual(demo.prompts.count, 100)
+        XCTAssertGreaterThanOrEqual(demo.prompts(in: .heldOut).count, 20, "held-out combinations")
+        XCTAssertTrue(demo.prompts.contains { $0.ja == "江ノ島と富士山が見える風景" })
         for file in files {
             let suite = try PromptSuite(contentsOf: folder.appendingPathComponent(file))
             XCTAssertFalse(suite.prompts.isEmpty, file)
