@@ -14,6 +14,14 @@ public struct AttentionWeights {
     public var toOut: LinearWeights
     public var heads: Int
 
+    public init(toQ: LinearWeights, toK: LinearWeights, toV: LinearWeights, toOut: LinearWeights, heads: Int) {
+        self.toQ = toQ
+        self.toK = toK
+        self.toV = toV
+        self.toOut = toOut
+        self.heads = heads
+    }
+
     /// `qkvBias`: false in the UNet (diffusers default), true in the VAE's mid-block attention.
     public init(_ store: WeightStore, _ prefix: String, queryDim: Int, contextDim: Int, heads: Int,
                 innerDim: Int, qkvBias: Bool) throws {

@@ -105,4 +105,55 @@ final class UNetVAETests: XCTestCase {
         XCTAssertEqual(config.headsPerBlock, [2, 4])
         XCTAssertTrue(config.useLinearProjection)
     }
+
+    // Single-file checkpoints: the fixture weights under LDM names (stored as f16; the script checks
+    // the names by converting them back with diffusers' single-file conversion). Weights rounded to
+    // f16 move the outputs, so the tolerance is 2e-2 x the output's scale; a wrong mapping
+    // (swapped or transposed tensors) is off by far more than that.
+    func checkSingleFile(_ file: String, unet: String, family: ModelFamily) throws {
+        let url = Self.root.appendingPathComponent(file)
+        XCTAssertEqual(try ModelFamily.detect(WeightStore(file: url)), family)
+        let ucfg = try loadConfig(UNet2DConditionConfig.self, from: folder(unet).appendingPathComponent("config.json"))
+        let model = try UNet2DConditionModel(singleFile: url, config: ucfg)
+        let f = try io(unet)
+        let out = try model(sample: try f.tensor("sample"), timestep: try f.tensor("timestep").scalars[0],
+                            encoderHiddenStates: try f.tensor("encoder_hidden_states"),
+                            addTextEmbeds: f.info("text_embeds") == nil ? nil : try f.tensor("text_embeds"),
+                            addTimeIds: f.info("time_ids") == nil ? nil : try f.tensor("time_ids"))
+        let expected = try f.tensor("output")
+        assertClose(out, expected, tolerance: 200 * tolerance(expected), "\(file) UNet output")
+
+        let vcfg = try loadConfig(AutoencoderKLConfig.self, from: folder("vae_kl").appendingPathComponent("config.json"))
+        let vae = try AutoencoderKL(singleFile: url, config: vcfg)
+        let v = try io("vae_kl")
+        let ed = try v.tensor("decoded"), em = try v.tensor("mean")
+        assertClose(try vae.decode(try v.tensor("latents")), ed, tolerance: 200 * tolerance(ed), "\(file) VAE decode")
+        assertClose(try vae.encode(try v.tensor("image")).mean, em, tolerance: 200 * tolerance(em), "\(file) VAE mean")
+    }
+
+    func testSingleFileSD1() throws { try checkSingleFile("single_sd1.safetensors", unet: "unet_sd1", family: .sd1) }
+    func testSingleFileSDXL() throws { try checkSingleFile("single_sdxl.safetensors", unet: "unet_sdxl", family: .sdxl) }
+
+    func testSingleFileUnknownKeyIsNamed() throws {
+        let url = Self.root.appendingPathComponent("single_sd1.safetensors")
+        let file = try SafeTensorsFile(url: url)
+        var tensors: [String: Tensor] = [:]
+        for name in file.names where name.hasPrefix("model.diffusion_model.") { tensors[name] = try file.tensor(name) }
+        tensors["model.diffusion_model.extra_block.weight"] = Tensor(shape: [1], repeating: 0)
+        let cfg = try loadConfig(UNet2DConditionConfig.self, from: folder("unet_sd1").appendingPathComponent("config.json"))
+        let view = try LDMKeyMap.unet(WeightStore(tensors: tensors), config: cfg)
+        _ = try UNet2DConditionModel(config: cfg, weights: view)
+        XCTAssertThrowsError(try view.finish()) { error in
+            // The store reports the name as stored in the checkpoint.
+            XCTAssertEqual(error as? NetworksError, .unusedKeys(["model.diffusion_model.extra_block.weight"]))
+        }
+    }
+
+    func testFullSizeConfigsParse() throws {
+        XCTAssertEqual(ModelFamily.sd1.unetConfig.headsPerBlock, [8, 8, 8, 8])
+        XCTAssertEqual(ModelFamily.sd2.unetConfig.headsPerBlock, [5, 10, 20, 20])
+        XCTAssertEqual(ModelFamily.sdxl.unetConfig.transformerLayers, [1, 2, 10])
+        XCTAssertEqual(ModelFamily.sdxl.vaeConfig.scalingFactor, 0.13025)
+        for f in ModelFamily.allCases { XCTAssertNoThrow(try f.unetConfig.validate(file: f.rawValue)) }
+    }
 }
