@@ -1,0 +1,80 @@
+// `jpbench unet` / `jpbench vae`: seconds per UNet step or VAE decode of a diffusers folder
+// (Tools/bench_unet_vae.py writes full-size random-weight SD1.5/SDXL UNets, the SD VAE and TAESD,
+// times diffusers on them and runs these commands on the same files), with GFLOP/s and peak RSS.
+
+import ArgumentParser
+import Dispatch
+import Foundation
+import Kernels
+import Networks
+
+/// Peak resident memory of this process in MB (VmHWM).
+func peakRSSMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kb / 1024
+}
+
+/// Seconds of `body`, run `repetitions` times after one warm-up: (best, median).
+func timeRuns(_ repetitions: Int, warmUp: Bool, _ body: () throws -> Void) rethrows -> (best: Double, median: Double) {
+    if warmUp { try body() }
+    var times: [Double] = []
+    for _ in 0..<repetitions {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    let s = times.sorted()
+    return (s[0], s[s.count / 2])
+}
+
+struct UNetBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unet", abstract: "Time one UNet step of a diffusers unet/ folder (random weights from Tools/bench_unet_vae.py).")
+
+    @Option(help: "A diffusers unet/ folder (config.json + safetensors).")
+    var folder: String
+
+    @Option(help: "Image size in pixels (latents are size/8).")
+    var size: Int = 512
+
+    @Option(help: "Text tokens of the conditioning.")
+    var tokens: Int = 77
+
+    @Option(help: "GFLOP of one step, for the GFLOP/s figure (from the Python script's count).")
+    var gflop: Double = 0
+
+    @Option(name: .shortAndLong, help: "Timed steps.")
+    var repetitions: Int = 1
+
+    @Flag(help: "Skip the untimed warm-up step.")
+    var noWarmUp = false
+
+    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
+    var threads: Int?
+
+    func run() throws {
+        if let threads { setThreadCount(threads) }
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let model = try UNet2DConditionModel(folder: URL(fileURLWithPath: folder))
+        let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
+        let cfg = model.config
+        let lat = size / 8
+        let sample = benchTensor([1, cfg.inChannels, lat, lat], seed: 1)
+        let context = benchTensor([1, tokens, cfg.crossAttentionDim], seed: 2)
+        var text: Tensor? = nil, ids: Tensor? = nil
+        if cfg.additionEmbedType == "text_time", let p = cfg.projectionClassEmbeddingsInputDim, let d = cfg.additionTimeEmbedDim {
+            text = benchTensor([1, p - 6 * d], seed: 3)
+            ids = Tensor(shape: [1, 6], data: [Float(size), Float(size), 0, 0, Float(size), Float(size)])
+        }
+        let t = try timeRuns(repetitions, warmUp: !noWarmUp) {
+            _ = try model(sample: sample, timestep: 500, encoderHiddenStates: context, addTextEmbeds: text, addTimeIds: ids)
+        }
+        var fields: [(String, Any)] = [("bench", "unet"), ("folder", folder), ("size", size), ("threads", kernelThreadCount),
+                                       ("load_seconds", loadSeconds), ("seconds", t.best), ("median_seconds", t.median),
+                                       ("peak_rss_mb", peakRSSMegabytes())]
+        if gflop > 0 { fields.append(("gflops", gflop / t.best)) }
+        printJSONLine(fields)
+    }
+}
