@@ -1,0 +1,118 @@
+"""Times diffusers and `jpbench unet` / `jpbench vae` on the same full-size random-weight models.
+
+Writes diffusers folders (random weights, f32) under --workdir: SD1.5 UNet, SD VAE, TAESD, and with
+--sdxl the SDXL UNet; times one diffusers forward (after a warm-up unless --no-warm-up) in a
+subprocess, then runs jpbench on the same folder, and prints one JSON line per model with both
+times, GFLOP/s, peak RSS and the ratio jpgen/diffusers.
+Run: .venv/bin/python Tools/bench_unet_vae.py --jpbench .build/release/jpbench [--sdxl]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SD15_UNET = dict(attention_head_dim=8, block_out_channels=[320, 640, 1280, 1280], cross_attention_dim=768,
+                 layers_per_block=2, sample_size=64)
+SDXL_UNET = dict(addition_embed_type="text_time", addition_time_embed_dim=256, attention_head_dim=[5, 10, 20],
+                 block_out_channels=[320, 640, 1280], cross_attention_dim=2048,
+                 down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                 up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], layers_per_block=2,
+                 projection_class_embeddings_input_dim=2816, sample_size=128, transformer_layers_per_block=[1, 2, 10],
+                 use_linear_projection=True)
+SD_VAE = dict(block_out_channels=[128, 256, 512, 512], layers_per_block=2, latent_channels=4,
+              down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+
+
+def make(kind, cfg, folder):
+    import torch
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    if os.path.exists(os.path.join(folder, "config.json")):
+        return
+    torch.manual_seed(0)
+    cls = {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "taesd": AutoencoderTiny}[kind]
+    cls(**cfg).save_pretrained(folder, safe_serialization=True)
+
+
+def flops_of(run):
+    """FLOPs of one call counted by torch's FlopCounterMode (convs and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run()
+    return counter.get_total_flops()
+
+
+def time_diffusers(kind, folder, size):
+    """Runs in a child process: seconds, GFLOP and peak RSS (MB) of one forward."""
+    import torch
+    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    torch.manual_seed(1)
+    lat = size // 8
+    with torch.no_grad():
+        if kind == "unet":
+            model = UNet2DConditionModel.from_pretrained(folder).eval()
+            c = model.config
+            sample = torch.randn(1, 4, lat, lat)
+            ctx = torch.randn(1, 77, c.cross_attention_dim)
+            added = None
+            if c.addition_embed_type == "text_time":
+                added = {"text_embeds": torch.randn(1, c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim),
+                         "time_ids": torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32)}
+            run = lambda: model(sample, 500, ctx, added_cond_kwargs=added)
+        else:
+            cls = AutoencoderKL if kind == "vae" else AutoencoderTiny
+            model = cls.from_pretrained(folder).eval()
+            latents = torch.randn(1, 4, lat, lat)
+            run = lambda: model.decode(latents)
+        gflop = flops_of(run) / 1e9          # this counting pass is also the warm-up
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "gflop": gflop, "peak_rss_mb": peak}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jpbench", default=".build/release/jpbench")
+    ap.add_argument("--workdir", default="/tmp/jpgen-bench-unet-vae")
+    ap.add_argument("--sdxl", action="store_true", help="also the SDXL UNet at 1024 (slow)")
+    ap.add_argument("--only", nargs="*", default=["sd15-unet", "sd-vae", "taesd"])
+    ap.add_argument("--no-warm-up", action="store_true")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        time_diffusers(args.child[0], args.child[1], int(args.child[2]))
+        return
+    cases = [("sd15-unet", "unet", SD15_UNET, 512), ("sd-vae", "vae", SD_VAE, 512), ("taesd", "taesd", {}, 512)]
+    if args.sdxl:
+        cases.append(("sdxl-unet", "unet", SDXL_UNET, 1024))
+    for name, kind, cfg, size in cases:
+        if name not in args.only and not (name == "sdxl-unet" and args.sdxl):
+            continue
+        folder = os.path.join(args.workdir, name)
+        make(kind, cfg, folder)
+        extra = ["--no-warm-up"] if args.no_warm_up else []
+        ref = subprocess.run([sys.executable, __file__, "--child", kind, folder, str(size)] + extra,
+                             capture_output=True, text=True, check=True)
+        theirs = json.loads(ref.stdout.strip().splitlines()[-1])
+        sub = "unet" if kind == "unet" else "vae"
+        ours_out = subprocess.run([args.jpbench, sub, "--folder", folder, "--size", str(size),
+                                   "--gflop", str(theirs["gflop"])] + extra,
+                                  capture_output=True, text=True, check=True)
+        ours = json.loads(ours_out.stdout.strip().splitlines()[-1])
+        print(json.dumps({
+            "model": name, "size": size, "gflop": round(theirs["gflop"], 1),
+            "jpgen_seconds": round(ours["seconds"], 3), "diffusers_seconds": round(theirs["seconds"], 3),
+            "jpgen_gflops": round(theirs["gflop"] / ours["seconds"], 1),
+            "diffusers_gflops": round(theirs["gflop"] / theirs["seconds"], 1),
+            "jpgen_peak_rss_mb": round(ours["peak_rss_mb"]), "diffusers_peak_rss_mb": round(theirs["peak_rss_mb"]),
+            "time_ratio_jpgen_over_diffusers": round(ours["seconds"] / theirs["seconds"], 3),
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
