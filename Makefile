@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV ?= .venv
 PROMPT ?= 江ノ島と富士山が見える風景
 
-.PHONY: all deps dictionary build test demo venv fixtures clean bench-kernels fuzz fuzz-png
+.PHONY: all deps dictionary build test demo venv fixtures clean bench-kernels bench-unet-vae fuzz fuzz-png
 
 all: build
 
@@ -49,6 +49,11 @@ bench-kernels: deps
 	$$($(SWIFT) build -c release --show-bin-path)/jpbench gemm
 	$$($(SWIFT) build -c release --show-bin-path)/jpbench conv
 	$$($(SWIFT) build -c release --show-bin-path)/jpbench ops
+
+# UNet/VAE benchmarks next to diffusers on the same random full-size models (SDXL: add ARGS=--sdxl).
+bench-unet-vae: deps
+	$(SWIFT) build -c release --product jpbench
+	.venv/bin/python Tools/bench_unet_vae.py --jpbench $$($(SWIFT) build -c release --show-bin-path)/jpbench $(ARGS)
 
 # The Python reference side, only for regenerating fixtures and comparison benchmarks.
 venv:
