@@ -718,12 +718,18 @@ def stage_report():
     res = {}
     n = 24 if P.fast else P.eval_n
     for split in ("test", "held"):
-        _, A, meta = load(split)
+        X, A, meta = load(split)
         caps = meta["eval_captions"][:n]
+        # reference rows: the rendered scenes themselves (ceiling) and a predictor that sees nothing (floor)
+        res[f"rendered images (ceiling) / {split}"] = {"agreement": round(float(agreement(classify(net, X[:n]), A[:n])), 3), "seconds_per_image": 0}
+        none = np.zeros_like(A[:n])
+        none[:, NE] = 1
+        none[:, NE + NT] = 1
+        res[f"nothing present (floor) / {split}"] = {"agreement": round(float(agreement(none, A[:n])), 3), "seconds_per_image": 0}
         for name, unet, kind in (("base (DDIM 25, cfg 5)", base, "base"), ("student (LCM 4)", lcm, "lcm")):
             t0 = time.time()
             imgs = np.concatenate([sample(unet, te, vae, caps[i:i + 16], range(i, min(i + 16, n)), kind) for i in range(0, n, 16)])
-            res[f"{name} / {split}"] = {"agreement": round(agreement(classify(net, imgs), A[:n]), 3),
+            res[f"{name} / {split}"] = {"agreement": round(float(agreement(classify(net, imgs), A[:n])), 3),
                                         "seconds_per_image": round((time.time() - t0) / n, 3)}
             log("eval", name, split, res[f"{name} / {split}"])
     prompts = ["江ノ島と富士山が見える風景", "夜の五重塔と月、浮世絵風", "夕焼けの富士山と海、水彩画風", "朝の鳥居と桜、写真風",
