@@ -29,6 +29,9 @@ struct MergeBench: ParsableCommand {
     @Flag(help: "Keep the files afterwards.")
     var keep = false
 
+    @Option(help: "Only these methods (comma-separated: linear, ties).")
+    var methods: String = "linear,ties"
+
     func run() throws {
         let all = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: shapes))) as? [String: [[Any]]]
         guard let list = all?[size] else { throw ValidationError("\(shapes) has no '\(size)' shapes") }
@@ -52,7 +55,7 @@ struct MergeBench: ParsableCommand {
             ("linear", 2, "inputs: {a: a.safetensors, b: b.safetensors}\nmethod: linear\nparameters: {weight: {a: 0.5, b: 0.5}}\ndtype: fp16\noutput: out-linear.safetensors\n"),
             ("ties", 3, "inputs: {base: base.safetensors, a: a.safetensors, b: b.safetensors}\nmethod: ties\nbase: base\nparameters: {weight: {a: 0.6, b: 0.4}, density: 0.5}\ndtype: fp16\noutput: out-ties.safetensors\n"),
         ]
-        for c in cases {
+        for c in cases where methods.split(separator: ",").contains(Substring(c.method)) {
             let recipe = folder.appendingPathComponent("\(c.method).yaml")
             try Data(c.recipe.utf8).write(to: recipe)
             let ours = try measure([evomerge, "merge", recipe.path, "--quiet"])
