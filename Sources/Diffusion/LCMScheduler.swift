@@ -1,0 +1,74 @@
+// LCM: multistep latent consistency sampling (Luo et al. 2023, "Latent Consistency Models", Algorithm 3),
+// as diffusers' LCMScheduler. Each step maps x_t to the consistency function's estimate of x0, then
+// re-noises it to the next timestep with fresh noise (none after the last step).
+
+import Foundation
+import Kernels
+
+/// The LCM timestep grid: the `original_inference_steps` timesteps the model was distilled on
+/// (k - 1, 2k - 1, ..., T - 1 with k = T // original steps), newest first, and `steps` of them picked at
+/// floor(linspace(0, count, steps, endpoint: false)). Shared by LCM and TCD.
+func consistencyTimesteps(train: Int, originalSteps: Int, steps: Int) throws -> [Int] {
+    guard steps <= originalSteps else {
+        throw SchedulerError.invalidSteps(steps, reason: "more than original_inference_steps (\(originalSteps)) of the distilled schedule")
+    }
+    let k = train / originalSteps
+    let origin = (1...originalSteps).map { $0 * k - 1 }.reversed().map { $0 }
+    return numpyLinspace(0, Double(origin.count), steps, endpoint: false).map { origin[Int($0.rounded(.down))] }
+}
+
+public struct LCMSampler: Sampler {
+    let config: ResolvedSchedulerConfig
+    let alphasCumprod: [Float]
+    let finalAlphaCumprod: Float
+    let integerTimesteps: [Int]
+    public let timesteps: [Float]
+    public var sigmas: [Float] { [] }
+    public var initNoiseSigma: Float { 1 }
+
+    init(config: ResolvedSchedulerConfig, steps: Int) throws {
+        self.config = config
+        let schedule = NoiseSchedule(config)
+        alphasCumprod = schedule.alphasCumprod
+        finalAlphaCumprod = config.setAlphaToOne ? 1 : schedule.alphasCumprod[0]
+        integerTimesteps = try consistencyTimesteps(train: config.numTrainTimesteps,
+                                                    originalSteps: config.originalInferenceSteps, steps: steps)
+        timesteps = integerTimesteps.map { Float($0) }
+    }
+
+    public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor { x }
+
+    /// Boundary-condition scalings (LCM paper eq. 9, from Consistency Models, Song et al. 2023, App. C):
+    /// c_skip = sigma_data^2 / ((s t)^2 + sigma_data^2), c_out = s t / sqrt((s t)^2 + sigma_data^2),
+    /// sigma_data = 0.5, s = timestep_scaling.
+    func boundaryScalings(_ t: Int) -> (skip: Float, out: Float) {
+        let scaled = Float(t) * config.timestepScaling
+        let sigmaData2: Float = 0.25
+        let denominator = scaled * scaled + sigmaData2
+        return (sigmaData2 / denominator, scaled / denominator.squareRoot())
+    }
+
+    /// LCMScheduler.step:
+    /// 1. prev_t = the next timestep of the grid (the same one at the last step)
+    /// 2. x0 from the model output (clip or threshold when configured)
+    /// 3. denoised = c_out x0 + c_skip x_t
+    /// 4. x_prev = sqrt(abar_prev) denoised + sqrt(1 - abar_prev) z, or denoised after the last step
+    public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
+        try checkStep(step, count: timesteps.count)
+        try checkShapes(modelOutput, sample)
+        let t = integerTimesteps[step]
+        let prevT = step + 1 < integerTimesteps.count ? integerTimesteps[step + 1] : t
+        let alphaProd = alphasCumprod[t]
+        let alphaProdPrev = prevT >= 0 ? alphasCumprod[prevT] : finalAlphaCumprod
+        let (cSkip, cOut) = boundaryScalings(t)
+
+        var (x0, _) = predictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample,
+                                      alphaProd: alphaProd)
+        x0 = clipOrThreshold(x0, config)
+        let denoised = zipMap(x0, sample) { x0, x in cOut * x0 + cSkip * x }
+        guard step != timesteps.count - 1 else { return denoised }
+        let noise = generator.randn(modelOutput.shape)
+        let a = alphaProdPrev.squareRoot(), b = (1 - alphaProdPrev).squareRoot()
+        return zipMap(denoised, noise) { d, z in a * d + b * z }
+    }
+}

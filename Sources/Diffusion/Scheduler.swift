@@ -1,0 +1,156 @@
+// Scheduler: the Sampler protocol (the iterator the caller drives, one per diffusers scheduler class), makeSampler, and shared step maths.
+//
+//   var x = generator.randn(shape) * sampler.initNoiseSigma        // x: [B, C, H, W]
+//   for i in sampler.timesteps.indices {
+//       let eps = unet(sampler.scaleModelInput(x, step: i), sampler.timesteps[i])
+//       x = try sampler.step(modelOutput: eps, step: i, sample: x, generator: &generator)
+//   }
+//
+// Noise is drawn from the generator exactly when and in the shape diffusers' `randn_tensor` draws it,
+// so a seed gives diffusers' image. Element-wise arithmetic is float32 in diffusers' operation order.
+
+import Foundation
+import Kernels
+
+public protocol Sampler {
+    /// The model's timestep at each step (integers for the DDPM-style schedulers; fractional for Euler with Karras sigmas).
+    var timesteps: [Float] { get }
+    /// Sigmas of the sigma-parameterised schedulers (one more than timesteps, the last the final sigma); empty otherwise.
+    var sigmas: [Float] { get }
+    /// The scale of the initial noise: x_T = randn * initNoiseSigma.
+    var initNoiseSigma: Float { get }
+    /// The UNet input at a step (Euler: x / sqrt(sigma^2 + 1); identity elsewhere).
+    func scaleModelInput(_ x: Tensor, step: Int) -> Tensor
+    /// One denoising step from the model output at `step`; returns the sample for the next step
+    /// (after the last step, the final denoised sample).
+    mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor
+}
+
+/// The names `makeSampler` accepts.
+public let samplerNames = ["lcm", "tcd", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim"]
+
+/// The sampler `name` for a model's scheduler config, as diffusers' `<Class>.from_config(config)` then
+/// `set_timesteps(steps)`. `eta` is DDIM's eta (default 0) or TCD's gamma (default 0.3); others ignore it.
+public func makeSampler(name: String, config: SchedulerConfig, steps: Int, eta: Float? = nil) throws -> any Sampler {
+    guard samplerNames.contains(name) else { throw SchedulerError.unknownSampler(name, valid: samplerNames) }
+    guard steps >= 1 else { throw SchedulerError.invalidSteps(steps, reason: "at least 1 step is needed") }
+    let train = config.numTrainTimesteps ?? 1000
+    guard steps <= train else {
+        throw SchedulerError.invalidSteps(steps, reason: "more than num_train_timesteps (\(train))")
+    }
+    switch name {
+    case "lcm":
+        return try LCMSampler(config: config.resolved(for: .lcm), steps: steps)
+    case "tcd":
+        return try TCDSampler(config: config.resolved(for: .tcd), steps: steps, gamma: eta ?? 0.3)
+    case "euler":
+        return try EulerSampler(config: config.resolved(for: .euler), steps: steps)
+    case "euler_a":
+        return try EulerAncestralSampler(config: config.resolved(for: .eulerAncestral), steps: steps)
+    case "dpmpp_2m", "dpmpp_2m_karras":
+        var resolved = try config.resolved(for: .dpmSolver)
+        resolved.useKarrasSigmas = name == "dpmpp_2m_karras"
+        return try DPMSolverMultistepSampler(config: resolved, steps: steps)
+    default:
+        return try DDIMSampler(config: config.resolved(for: .ddim), steps: steps, eta: eta ?? 0)
+    }
+}
+
+// MARK: shared pieces
+
+func checkStep(_ step: Int, count: Int) throws {
+    guard step >= 0 && step < count else { throw SchedulerError.stepOutOfRange(step: step, count: count) }
+}
+
+func checkShapes(_ modelOutput: Tensor, _ sample: Tensor) throws {
+    guard modelOutput.shape == sample.shape else {
+        throw SchedulerError.shapeMismatch(expected: sample.shape, actual: modelOutput.shape)
+    }
+}
+
+/// out[i] = body(a[i], b[i]) for two tensors of one shape.
+func zipMap(_ a: Tensor, _ b: Tensor, _ body: (Float, Float) -> Float) -> Tensor {
+    Tensor(shape: a.shape) { out in
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                for i in 0..<out.count { out[i] = body(pa[i], pb[i]) }
+            }
+        }
+    }
+}
+
+/// out[i] = body(a[i], b[i], c[i]) for three tensors of one shape.
+func zipMap(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ body: (Float, Float, Float) -> Float) -> Tensor {
+    Tensor(shape: a.shape) { out in
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                c.withUnsafeBufferPointer { pc in
+                    for i in 0..<out.count { out[i] = body(pa[i], pb[i], pc[i]) }
+                }
+            }
+        }
+    }
+}
+
+func mapValues(_ a: Tensor, _ body: (Float) -> Float) -> Tensor {
+    Tensor(shape: a.shape) { out in
+        a.withUnsafeBufferPointer { pa in
+            for i in 0..<out.count { out[i] = body(pa[i]) }
+        }
+    }
+}
+
+/// x0 and epsilon from the model output of a DDPM-parameterised model at alphabar_t
+/// (DDIM paper, Song et al. 2021, eq. 12; v-prediction: Salimans & Ho 2022, sec. 4).
+/// alphaProd: alphabar_t (float32), so sqrt(alphabar) and sqrt(1 - alphabar) round as torch's do.
+func predictOriginal(_ prediction: PredictionType, modelOutput: Tensor, sample: Tensor, alphaProd: Float)
+    -> (x0: Tensor, epsilon: Tensor)
+{
+    let sqrtAlpha = alphaProd.squareRoot(), sqrtBeta = (1 - alphaProd).squareRoot()
+    switch prediction {
+    case .epsilon:
+        // x0 = (x_t - sqrt(1 - alphabar) eps) / sqrt(alphabar)
+        return (zipMap(sample, modelOutput) { x, e in (x - sqrtBeta * e) / sqrtAlpha }, modelOutput)
+    case .sample:
+        // eps = (x_t - sqrt(alphabar) x0) / sqrt(1 - alphabar)
+        return (modelOutput, zipMap(sample, modelOutput) { x, x0 in (x - sqrtAlpha * x0) / sqrtBeta })
+    case .vPrediction:
+        // x0 = sqrt(alphabar) x_t - sqrt(1 - alphabar) v;  eps = sqrt(alphabar) v + sqrt(1 - alphabar) x_t
+        return (zipMap(sample, modelOutput) { x, v in sqrtAlpha * x - sqrtBeta * v },
+                zipMap(sample, modelOutput) { x, v in sqrtAlpha * v + sqrtBeta * x })
+    }
+}
+
+/// Dynamic thresholding (Saharia et al. 2022, "Imagen", sec. 2.3), as diffusers' _threshold_sample:
+/// per batch item, s = quantile(|x0|, ratio) clamped to [1, maxValue]; x0 = clamp(x0, -s, s) / s.
+/// x0: [B, ...]
+func thresholdSample(_ x0: Tensor, ratio: Float, maxValue: Float) -> Tensor {
+    let batch = x0.shape.first ?? 1
+    let row = x0.count / max(batch, 1)
+    var values = x0.scalars
+    for b in 0..<batch {
+        let slice = values[(b * row)..<((b + 1) * row)]
+        let sorted = slice.map { abs($0) }.sorted()
+        // torch.quantile, linear: rank = q (n - 1) in float32, then torch.lerp of the two neighbours.
+        let rank = ratio * Float(row - 1)
+        let below = Int(rank), above = min(below + 1, row - 1)
+        let weight = rank - Float(below)
+        let lo = sorted[below], hi = sorted[above]
+        let quantile = weight < 0.5 ? lo + weight * (hi - lo) : hi - (hi - lo) * (1 - weight)
+        let s = min(max(quantile, 1), maxValue)
+        for i in (b * row)..<((b + 1) * row) { values[i] = min(max(values[i], -s), s) / s }
+    }
+    return Tensor(shape: x0.shape, data: values)
+}
+
+/// The optional x0 post-processing of DDIM and LCM: thresholding, else clipping to +-range.
+func clipOrThreshold(_ x0: Tensor, _ config: ResolvedSchedulerConfig) -> Tensor {
+    if config.thresholding {
+        return thresholdSample(x0, ratio: config.dynamicThresholdingRatio, maxValue: config.sampleMaxValue)
+    }
+    if config.clipSample {
+        let r = config.clipSampleRange
+        return mapValues(x0) { min(max($0, -r), r) }
+    }
+    return x0
+}
