@@ -34,6 +34,10 @@ public struct DDIMSampler: Sampler {
 
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor { x }
 
+    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        addNoiseDDPM(original, noise: noise, alphaProd: alphasCumprod[integerTimesteps[min(max(step, 0), integerTimesteps.count - 1)]])
+    }
+
     /// DDIMScheduler.step (DDIM eq. 12):
     /// 1. prev_t = t - T // N (diffusers uses this stride for every spacing)
     /// 2. x0 and eps from the model output; clip or threshold x0

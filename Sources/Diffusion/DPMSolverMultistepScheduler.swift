@@ -56,6 +56,12 @@ public struct DPMSolverMultistepSampler: Sampler {
 
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor { x }
 
+    /// alpha_t x + sigma_t noise at the step's sigma (DPMSolverMultistepScheduler.add_noise).
+    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        let s = Self.alphaSigmaLambda(sigmas[min(max(step, 0), sigmas.count - 1)])
+        return zipMap(original, noise) { x, z in s.alpha * x + s.sigma * z }
+    }
+
     /// alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t, lambda = log alpha_t - log sigma_t (float32).
     static func alphaSigmaLambda(_ sigma: Float) -> (alpha: Float, sigma: Float, lambda: Float) {
         let alpha = 1 / (sigma * sigma + 1).squareRoot()

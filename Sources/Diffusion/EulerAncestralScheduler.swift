@@ -27,6 +27,12 @@ public struct EulerAncestralSampler: Sampler {
         return mapValues(x) { $0 / scale }
     }
 
+    /// x + noise * sigma (EulerDiscreteScheduler.add_noise at the begin index).
+    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
+        return zipMap(original, noise) { x, z in x + z * sigma }
+    }
+
     /// EulerAncestralDiscreteScheduler.step:
     /// 1. x0 from the model output (epsilon or v)
     /// 2. sigma_up = sqrt(sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2), sigma_down = sqrt(sigma_next^2 - sigma_up^2)

@@ -66,6 +66,12 @@ public struct EulerSampler: Sampler {
         return mapValues(x) { $0 / scale }
     }
 
+    /// x + noise * sigma (EulerDiscreteScheduler.add_noise at the begin index).
+    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
+        return zipMap(original, noise) { x, z in x + z * sigma }
+    }
+
     /// EulerDiscreteScheduler.step (s_churn = 0, so sigma_hat = sigma and no noise is drawn):
     /// 1. x0 = x - sigma eps (epsilon) | model output (sample) | -sigma/sqrt(sigma^2+1) v + x/(sigma^2+1) (v)
     /// 2. d = (x - x0) / sigma  (Karras et al. 2022, eq. 3's ODE derivative)

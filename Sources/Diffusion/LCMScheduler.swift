@@ -38,6 +38,10 @@ public struct LCMSampler: Sampler {
 
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor { x }
 
+    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        addNoiseDDPM(original, noise: noise, alphaProd: alphasCumprod[integerTimesteps[min(max(step, 0), integerTimesteps.count - 1)]])
+    }
+
     /// Boundary-condition scalings (LCM paper eq. 9, from Consistency Models, Song et al. 2023, App. C):
     /// c_skip = sigma_data^2 / ((s t)^2 + sigma_data^2), c_out = s t / sqrt((s t)^2 + sigma_data^2),
     /// sigma_data = 0.5, s = timestep_scaling.

@@ -24,6 +24,21 @@ public protocol Sampler {
     /// One denoising step from the model output at `step`; returns the sample for the next step
     /// (after the last step, the final denoised sample).
     mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor
+    /// The clean sample noised to the level of `step` (diffusers' add_noise at timesteps[step]; img2img starts
+    /// there, from `img2imgStartStep`).
+    func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor
+}
+
+/// The first step an img2img run takes (diffusers' img2img get_timesteps):
+/// N - min(floor(N * strength), N); strength 1 starts from pure noise at step 0.
+public func img2imgStartStep(steps: Int, strength: Double) -> Int {
+    steps - min(Int(Double(steps) * strength), steps)
+}
+
+/// x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise (Ho et al. 2020, eq. 4), float32 as diffusers' add_noise.
+func addNoiseDDPM(_ original: Tensor, noise: Tensor, alphaProd: Float) -> Tensor {
+    let a = alphaProd.squareRoot(), b = (1 - alphaProd).squareRoot()
+    return zipMap(original, noise) { x, z in a * x + b * z }
 }
 
 /// The names `makeSampler` accepts.

@@ -33,6 +33,10 @@ public struct TCDSampler: Sampler {
 
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor { x }
 
+    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        addNoiseDDPM(original, noise: noise, alphaProd: alphasCumprod[integerTimesteps[min(max(step, 0), integerTimesteps.count - 1)]])
+    }
+
     /// TCDScheduler.step:
     /// 1. t_prev = the next grid timestep (0 after the last), s = floor((1 - gamma) t_prev)
     /// 2. x0, eps from the model output; x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s) eps

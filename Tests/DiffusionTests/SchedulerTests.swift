@@ -100,6 +100,37 @@ final class SchedulerTests: XCTestCase {
         print("\(sampler): \(checked) cases, largest difference \(worst) (x max(1, |expected|))")
     }
 
+    /// img2img: start step from the strength, add_noise at that step, then the remaining steps, against diffusers'
+    /// img2img order (set_begin_index). Same tolerance: 1e-5 * max(1, |expected|).
+    func testImg2ImgMatchesDiffusers() throws {
+        let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("schedulers.json"))
+        let raw = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let runs = raw["img2img"] as! [[String: Any]]
+        let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("schedulers.safetensors"))
+        XCTAssertGreaterThanOrEqual(runs.count, 5)
+        for (i, run) in runs.enumerated() {
+            let name = run["sampler"] as! String, steps = run["steps"] as! Int
+            let config = try SchedulerConfig.decode(JSONSerialization.data(withJSONObject: run["config"]!))
+            var s = try makeSampler(name: name, config: config, steps: steps, eta: (run["eta"] as? Double).map { Float($0) })
+            let start = img2imgStartStep(steps: steps, strength: run["strength"] as! Double)
+            XCTAssertEqual(start, run["start"] as? Int, "img2img \(i) \(name)")
+            var generator = TorchGenerator(seed: (run["seed"] as! NSNumber).uint64Value)
+            let noise = generator.randn([4, 3, 8, 8])
+            var x = s.addNoise(Self.dummySample(), noise: noise, step: start)
+            var compared = [("noised", x, "img2img\(i).noised")]
+            for k in start..<steps {
+                let eps = Self.dummyModel(s.scaleModelInput(x, step: k), s.timesteps[k])
+                x = try s.step(modelOutput: eps, step: k, sample: x, generator: &generator)
+                compared.append(("step \(k)", x, "img2img\(i).step\(k - start)"))
+            }
+            for (what, ours, key) in compared {
+                let want = try expected.tensor(key).scalars
+                let bad = zip(ours.scalars, want).filter { !(abs($0 - $1) <= Self.tolerance * max(1, abs($1))) }.count
+                XCTAssertEqual(bad, 0, "img2img \(i) \(name) \(what)")
+            }
+        }
+    }
+
     func testLCMMatchesDiffusers() throws { try check("lcm") }
     func testTCDMatchesDiffusers() throws { try check("tcd") }
     func testEulerMatchesDiffusers() throws { try check("euler") }
