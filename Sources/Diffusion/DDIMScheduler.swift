@@ -12,6 +12,7 @@ public struct DDIMSampler: Sampler {
     let finalAlphaCumprod: Float
     public var eta: Float
     public let timesteps: [Float]
+    public var startStep = 0
     public var sigmas: [Float] { [] }
     public var initNoiseSigma: Float { 1 }
 

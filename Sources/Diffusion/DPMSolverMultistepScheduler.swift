@@ -8,6 +8,7 @@ import Kernels
 public struct DPMSolverMultistepSampler: Sampler {
     let config: ResolvedSchedulerConfig
     public let timesteps: [Float]
+    public var startStep = 0
     public let sigmas: [Float]
     public var initNoiseSigma: Float { 1 }
     /// x0 predictions of the previous and the current step (diffusers' model_outputs).

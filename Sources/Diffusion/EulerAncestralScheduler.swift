@@ -8,6 +8,7 @@ import Kernels
 public struct EulerAncestralSampler: Sampler {
     let config: ResolvedSchedulerConfig
     public let timesteps: [Float]
+    public var startStep = 0
     public let sigmas: [Float]
     public let initNoiseSigma: Float
 

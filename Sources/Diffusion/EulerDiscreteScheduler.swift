@@ -49,6 +49,7 @@ func eulerNoiseSchedule(_ config: ResolvedSchedulerConfig) -> NoiseSchedule {
 public struct EulerSampler: Sampler {
     let config: ResolvedSchedulerConfig
     public let timesteps: [Float]
+    public var startStep = 0
     public let sigmas: [Float]
     public let initNoiseSigma: Float
 

@@ -7,13 +7,19 @@ import Kernels
 
 /// The LCM timestep grid: the `original_inference_steps` timesteps the model was distilled on
 /// (k - 1, 2k - 1, ..., T - 1 with k = T // original steps), newest first, and `steps` of them picked at
-/// floor(linspace(0, count, steps, endpoint: false)). Shared by LCM and TCD.
-func consistencyTimesteps(train: Int, originalSteps: Int, steps: Int) throws -> [Int] {
+/// floor(linspace(0, count, steps, endpoint: false)). Shared by LCM and TCD. img2img (strength < 1) keeps
+/// the first floor(original steps * strength) distilled timesteps, as their set_timesteps(strength:) does.
+func consistencyTimesteps(train: Int, originalSteps: Int, steps: Int, strength: Double) throws -> [Int] {
     guard steps <= originalSteps else {
         throw SchedulerError.invalidSteps(steps, reason: "more than original_inference_steps (\(originalSteps)) of the distilled schedule")
     }
     let k = train / originalSteps
-    let origin = (1...originalSteps).map { $0 * k - 1 }.reversed().map { $0 }
+    let kept = Int(Double(originalSteps) * strength)
+    guard kept >= steps else {
+        throw SchedulerError.invalidValue(key: "strength", value: "\(strength)",
+                                          valid: "at least \(steps) of the \(originalSteps) distilled timesteps kept (strength >= \(Double(steps) / Double(originalSteps)))")
+    }
+    let origin = (1...kept).map { $0 * k - 1 }.reversed().map { $0 }
     return numpyLinspace(0, Double(origin.count), steps, endpoint: false).map { origin[Int($0.rounded(.down))] }
 }
 
@@ -26,13 +32,17 @@ public struct LCMSampler: Sampler {
     public var sigmas: [Float] { [] }
     public var initNoiseSigma: Float { 1 }
 
-    init(config: ResolvedSchedulerConfig, steps: Int) throws {
+    /// img2img starts at step 0 of the strength-shortened grid.
+    public var startStep: Int { 0 }
+
+    init(config: ResolvedSchedulerConfig, steps: Int, strength: Double = 1) throws {
         self.config = config
         let schedule = NoiseSchedule(config)
         alphasCumprod = schedule.alphasCumprod
         finalAlphaCumprod = config.setAlphaToOne ? 1 : schedule.alphasCumprod[0]
         integerTimesteps = try consistencyTimesteps(train: config.numTrainTimesteps,
-                                                    originalSteps: config.originalInferenceSteps, steps: steps)
+                                                    originalSteps: config.originalInferenceSteps, steps: steps,
+                                                    strength: strength)
         timesteps = integerTimesteps.map { Float($0) }
     }
 

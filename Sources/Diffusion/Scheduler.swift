@@ -24,9 +24,11 @@ public protocol Sampler {
     /// One denoising step from the model output at `step`; returns the sample for the next step
     /// (after the last step, the final denoised sample).
     mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor
-    /// The clean sample noised to the level of `step` (diffusers' add_noise at timesteps[step]; img2img starts
-    /// there, from `img2imgStartStep`).
+    /// The clean sample noised to the level of `step` (diffusers' add_noise at timesteps[step]).
     func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor
+    /// The first step to run: 0 for text-to-image; for img2img (makeSampler's `strength` < 1) the step whose
+    /// noise level addNoise gives the init image (LCM/TCD instead shorten their grid and start at 0).
+    var startStep: Int { get }
 }
 
 /// The first step an img2img run takes (diffusers' img2img get_timesteps):
@@ -46,28 +48,48 @@ public let samplerNames = ["lcm", "tcd", "euler", "euler_a", "dpmpp_2m", "dpmpp_
 
 /// The sampler `name` for a model's scheduler config, as diffusers' `<Class>.from_config(config)` then
 /// `set_timesteps(steps)`. `eta` is DDIM's eta (default 0) or TCD's gamma (default 0.3); others ignore it.
-public func makeSampler(name: String, config: SchedulerConfig, steps: Int, eta: Float? = nil) throws -> any Sampler {
+/// `strength` < 1 is img2img: run from `startStep`, on `addNoise(image latents, noise, step: startStep)`.
+public func makeSampler(name: String, config: SchedulerConfig, steps: Int, eta: Float? = nil,
+                        strength: Double = 1) throws -> any Sampler {
     guard samplerNames.contains(name) else { throw SchedulerError.unknownSampler(name, valid: samplerNames) }
     guard steps >= 1 else { throw SchedulerError.invalidSteps(steps, reason: "at least 1 step is needed") }
     let train = config.numTrainTimesteps ?? 1000
     guard steps <= train else {
         throw SchedulerError.invalidSteps(steps, reason: "more than num_train_timesteps (\(train))")
     }
+    guard strength > 0 && strength <= 1 else {
+        throw SchedulerError.invalidValue(key: "strength", value: "\(strength)", valid: "a number in (0, 1]")
+    }
+    if name == "lcm" {
+        return try LCMSampler(config: config.resolved(for: .lcm), steps: steps, strength: strength)
+    }
+    if name == "tcd" {
+        return try TCDSampler(config: config.resolved(for: .tcd), steps: steps, gamma: eta ?? 0.3, strength: strength)
+    }
+    let start = img2imgStartStep(steps: steps, strength: strength)
+    guard start < steps else {
+        throw SchedulerError.invalidValue(key: "strength", value: "\(strength)",
+                                          valid: "at least 1 of the \(steps) steps left (strength >= \(1 / Double(steps)))")
+    }
     switch name {
-    case "lcm":
-        return try LCMSampler(config: config.resolved(for: .lcm), steps: steps)
-    case "tcd":
-        return try TCDSampler(config: config.resolved(for: .tcd), steps: steps, gamma: eta ?? 0.3)
     case "euler":
-        return try EulerSampler(config: config.resolved(for: .euler), steps: steps)
+        var sampler = try EulerSampler(config: config.resolved(for: .euler), steps: steps)
+        sampler.startStep = start
+        return sampler
     case "euler_a":
-        return try EulerAncestralSampler(config: config.resolved(for: .eulerAncestral), steps: steps)
+        var sampler = try EulerAncestralSampler(config: config.resolved(for: .eulerAncestral), steps: steps)
+        sampler.startStep = start
+        return sampler
     case "dpmpp_2m", "dpmpp_2m_karras":
         var resolved = try config.resolved(for: .dpmSolver)
         resolved.useKarrasSigmas = name == "dpmpp_2m_karras"
-        return try DPMSolverMultistepSampler(config: resolved, steps: steps)
+        var sampler = try DPMSolverMultistepSampler(config: resolved, steps: steps)
+        sampler.startStep = start
+        return sampler
     default:
-        return try DDIMSampler(config: config.resolved(for: .ddim), steps: steps, eta: eta ?? 0)
+        var sampler = try DDIMSampler(config: config.resolved(for: .ddim), steps: steps, eta: eta ?? 0)
+        sampler.startStep = start
+        return sampler
     }
 }
 

@@ -17,7 +17,10 @@ public struct TCDSampler: Sampler {
     public var sigmas: [Float] { [] }
     public var initNoiseSigma: Float { 1 }
 
-    init(config: ResolvedSchedulerConfig, steps: Int, gamma: Float) throws {
+    /// img2img starts at step 0 of the strength-shortened grid.
+    public var startStep: Int { 0 }
+
+    init(config: ResolvedSchedulerConfig, steps: Int, gamma: Float, strength: Double = 1) throws {
         guard gamma >= 0 && gamma <= 1 else {
             throw SchedulerError.invalidValue(key: "eta (TCD gamma)", value: "\(gamma)", valid: "a number in [0, 1]")
         }
@@ -27,7 +30,8 @@ public struct TCDSampler: Sampler {
         alphasCumprod = schedule.alphasCumprod
         finalAlphaCumprod = config.setAlphaToOne ? 1 : schedule.alphasCumprod[0]
         integerTimesteps = try consistencyTimesteps(train: config.numTrainTimesteps,
-                                                    originalSteps: config.originalInferenceSteps, steps: steps)
+                                                    originalSteps: config.originalInferenceSteps, steps: steps,
+                                                    strength: strength)
         timesteps = integerTimesteps.map { Float($0) }
     }
 

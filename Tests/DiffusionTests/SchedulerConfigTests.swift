@@ -126,6 +126,25 @@ final class SchedulerConfigTests: XCTestCase {
         }
     }
 
+    func testImg2ImgStrength() throws {
+        XCTAssertEqual(try makeSampler(name: "euler", config: SchedulerConfig(), steps: 10, strength: 0.6).startStep, 4)
+        XCTAssertEqual(try makeSampler(name: "ddim", config: SchedulerConfig(), steps: 10).startStep, 0)
+        // LCM keeps floor(50 * 0.5) = 25 distilled timesteps (k - 1 ... 25k - 1, k = 20) and starts at 0.
+        let lcm = try makeSampler(name: "lcm", config: SchedulerConfig(), steps: 2, strength: 0.5)
+        XCTAssertEqual(lcm.startStep, 0)
+        XCTAssertEqual(lcm.timesteps, [499, 259])
+        assertThrows(.invalidValue(key: "strength", value: "0.0", valid: "a number in (0, 1]")) {
+            try makeSampler(name: "euler", config: SchedulerConfig(), steps: 4, strength: 0)
+        }
+        assertThrows(.invalidValue(key: "strength", value: "0.1", valid: "at least 1 of the 4 steps left (strength >= 0.25)")) {
+            try makeSampler(name: "dpmpp_2m", config: SchedulerConfig(), steps: 4, strength: 0.1)
+        }
+        assertThrows(.invalidValue(key: "strength", value: "0.05",
+                                   valid: "at least 4 of the 50 distilled timesteps kept (strength >= 0.08)")) {
+            try makeSampler(name: "lcm", config: SchedulerConfig(), steps: 4, strength: 0.05)
+        }
+    }
+
     func testBadFiles() throws {
         assertThrows(.unknownClassName(file: "scheduler_config.json", name: "MyScheduler", valid: schedulerClassNames)) {
             try config(#"{"_class_name": "MyScheduler"}"#)

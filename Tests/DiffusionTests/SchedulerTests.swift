@@ -107,13 +107,15 @@ final class SchedulerTests: XCTestCase {
         let raw = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         let runs = raw["img2img"] as! [[String: Any]]
         let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("schedulers.safetensors"))
-        XCTAssertGreaterThanOrEqual(runs.count, 5)
+        XCTAssertGreaterThanOrEqual(runs.count, 7)
         for (i, run) in runs.enumerated() {
             let name = run["sampler"] as! String, steps = run["steps"] as! Int
             let config = try SchedulerConfig.decode(JSONSerialization.data(withJSONObject: run["config"]!))
-            var s = try makeSampler(name: name, config: config, steps: steps, eta: (run["eta"] as? Double).map { Float($0) })
-            let start = img2imgStartStep(steps: steps, strength: run["strength"] as! Double)
+            var s = try makeSampler(name: name, config: config, steps: steps, eta: (run["eta"] as? Double).map { Float($0) },
+                                    strength: run["strength"] as! Double)
+            let start = s.startStep
             XCTAssertEqual(start, run["start"] as? Int, "img2img \(i) \(name)")
+            XCTAssertEqual(s.timesteps, (run["timesteps"] as! [Double]).map { Float($0) }, "img2img \(i) \(name)")
             var generator = TorchGenerator(seed: (run["seed"] as! NSNumber).uint64Value)
             let noise = generator.randn([4, 3, 8, 8])
             var x = s.addNoise(Self.dummySample(), noise: noise, step: start)
