@@ -133,6 +133,38 @@ final class SchedulerTests: XCTestCase {
         }
     }
 
+    /// Timestep grids for 1-20, 25, 30, 40, 50, 64 and 100 steps, every spacing: timesteps equal
+    /// (Euler + Karras: 1e-6 relative, see above), sigmas within 1e-5 * max(1, |expected|).
+    func testTimestepGridsMatchDiffusers() throws {
+        let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("schedulers.json"))
+        let raw = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let grids = raw["grids"] as! [[String: Any]]
+        var compared = 0
+        for grid in grids {
+            let name = grid["sampler"] as! String
+            let rawConfig = grid["config"] as! [String: Any]
+            let config = try SchedulerConfig.decode(JSONSerialization.data(withJSONObject: rawConfig))
+            let fractional = name == "euler" && (rawConfig["use_karras_sigmas"] as? Bool ?? false)
+            for run in grid["runs"] as! [[String: Any]] {
+                let steps = run["steps"] as! Int
+                let label = "\(name) \(rawConfig) \(steps) steps"
+                let s = try makeSampler(name: name, config: config, steps: steps)
+                let timesteps = (run["timesteps"] as! [Double]).map { Float($0) }
+                let sigmas = (run["sigmas"] as! [Double]).map { Float($0) }
+                if fractional {
+                    XCTAssertEqual(s.timesteps.count, timesteps.count, label)
+                    for (a, b) in zip(s.timesteps, timesteps) { XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b)), label) }
+                } else {
+                    XCTAssertEqual(s.timesteps, timesteps, label)
+                }
+                XCTAssertEqual(s.sigmas.count, sigmas.count, label)
+                for (a, b) in zip(s.sigmas, sigmas) { XCTAssertEqual(a, b, accuracy: Self.tolerance * max(1, abs(b)), label) }
+                compared += 1
+            }
+        }
+        XCTAssertGreaterThan(compared, 300)
+    }
+
     func testLCMMatchesDiffusers() throws { try check("lcm") }
     func testTCDMatchesDiffusers() throws { try check("tcd") }
     func testEulerMatchesDiffusers() throws { try check("euler") }
