@@ -45,8 +45,8 @@ public struct DDIMSampler: Sampler {
     /// 3. sigma_t = eta sqrt((1 - abar_prev)/(1 - abar_t)) sqrt(1 - abar_t/abar_prev)  (eq. 16)
     /// 4. x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma_t^2) eps + sigma_t z
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
-        try checkStep(step, count: timesteps.count)
-        try checkShapes(modelOutput, sample)
+        try checkSamplerStep(step, count: timesteps.count)
+        try checkSamplerShapes(modelOutput, sample)
         let t = integerTimesteps[step]
         let prevT = t - config.numTrainTimesteps / timesteps.count
         let alphaProd = alphasCumprod[t]
@@ -61,10 +61,10 @@ public struct DDIMSampler: Sampler {
         let stdDev = eta * variance.squareRoot()
         let directionScale = (1 - alphaProdPrev - stdDev * stdDev).squareRoot()
         let sqrtAlphaPrev = alphaProdPrev.squareRoot()
-        var previous = zipMap(x0, epsilon) { x0, e in sqrtAlphaPrev * x0 + directionScale * e }
+        var previous = samplerZip(x0, epsilon) { x0, e in sqrtAlphaPrev * x0 + directionScale * e }
         if eta > 0 {
             let noise = generator.randn(modelOutput.shape)
-            previous = zipMap(previous, noise) { x, z in x + stdDev * z }
+            previous = samplerZip(previous, noise) { x, z in x + stdDev * z }
         }
         return previous
     }

@@ -40,11 +40,11 @@ public struct DPMSolverMultistepSampler: Sampler {
             let sigmaMin = config.sigmaMin ?? Double(trainSigmas[0])
             let sigmaMax = config.sigmaMax ?? Double(trainSigmas[train - 1])
             sigmaGrid = karrasSigmas(min: sigmaMin, max: sigmaMax, steps: steps)
-            let logs = logSigmas(trainSigmas)
+            let logs = trainLogSigmas(trainSigmas)
             grid = sigmaGrid.map { sigmaToTimestep($0, logSigmas: logs) }
             grid = grid.map { config.betaSchedule == .squaredcos ? $0.rounded(.towardZero) : numpyRound($0) }
         } else {
-            sigmaGrid = grid.map { interpolate($0, trainSigmas) }
+            sigmaGrid = grid.map { numpyInterp($0, trainSigmas) }
         }
         if let bad = grid.first(where: { $0 < 0 || $0 >= Double(train) }) {
             throw SchedulerError.invalidValue(key: "steps_offset", value: "\(config.stepsOffset)",
@@ -60,7 +60,7 @@ public struct DPMSolverMultistepSampler: Sampler {
     /// alpha_t x + sigma_t noise at the step's sigma (DPMSolverMultistepScheduler.add_noise).
     public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
         let s = Self.alphaSigmaLambda(sigmas[min(max(step, 0), sigmas.count - 1)])
-        return zipMap(original, noise) { x, z in s.alpha * x + s.sigma * z }
+        return samplerZip(original, noise) { x, z in s.alpha * x + s.sigma * z }
     }
 
     /// alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t, lambda = log alpha_t - log sigma_t (float32).
@@ -79,8 +79,8 @@ public struct DPMSolverMultistepSampler: Sampler {
     ///      D0 = x0_s0, D1 = (x0_s0 - x0_s1) / r0
     ///      x_t = (sigma_t / sigma_s0) x - alpha_t (e^-h - 1) D0 - 0.5 alpha_t (e^-h - 1) D1
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
-        try checkStep(step, count: timesteps.count)
-        try checkShapes(modelOutput, sample)
+        try checkSamplerStep(step, count: timesteps.count)
+        try checkSamplerShapes(modelOutput, sample)
         let count = timesteps.count
         let lowerOrderFinal = step == count - 1
             && (config.eulerAtFinal || (config.lowerOrderFinal && count < 15) || config.finalSigmasZero)
@@ -88,11 +88,11 @@ public struct DPMSolverMultistepSampler: Sampler {
         var x0: Tensor
         switch config.predictionType {
         case .epsilon:
-            x0 = zipMap(sample, modelOutput) { x, e in (x - s0.sigma * e) / s0.alpha }
+            x0 = samplerZip(sample, modelOutput) { x, e in (x - s0.sigma * e) / s0.alpha }
         case .sample:
             x0 = modelOutput
         case .vPrediction:
-            x0 = zipMap(sample, modelOutput) { x, v in s0.alpha * x - s0.sigma * v }
+            x0 = samplerZip(sample, modelOutput) { x, v in s0.alpha * x - s0.sigma * v }
         }
         if config.thresholding {
             x0 = thresholdSample(x0, ratio: config.dynamicThresholdingRatio, maxValue: config.sampleMaxValue)
@@ -113,18 +113,18 @@ public struct DPMSolverMultistepSampler: Sampler {
         let sampleScale = t.sigma / s0.sigma
         let d0Scale = t.alpha * expm
         if config.solverOrder == 1 || lowerOrderCount < 1 || lowerOrderFinal {
-            return zipMap(sample, x0) { x, d0 in sampleScale * x - d0Scale * d0 }
+            return samplerZip(sample, x0) { x, d0 in sampleScale * x - d0Scale * d0 }
         }
         guard let m1 = previousX0 else { throw SchedulerError.stepOutOfRange(step: step, count: count) }
         let s1 = Self.alphaSigmaLambda(sigmas[step - 1])
         let r0 = (s0.lambda - s1.lambda) / h
         let inverseR0 = 1 / r0
-        let d1 = zipMap(x0, m1) { m0, m1 in inverseR0 * (m0 - m1) }
+        let d1 = samplerZip(x0, m1) { m0, m1 in inverseR0 * (m0 - m1) }
         if config.secondOrderHeun {
             let d1Scale = t.alpha * (expm / h + 1)
-            return zipMap(sample, x0, d1) { x, d0, d1 in sampleScale * x - d0Scale * d0 + d1Scale * d1 }
+            return samplerZip(sample, x0, d1) { x, d0, d1 in sampleScale * x - d0Scale * d0 + d1Scale * d1 }
         }
         let half: Float = 0.5
-        return zipMap(sample, x0, d1) { x, d0, d1 in sampleScale * x - d0Scale * d0 - half * d0Scale * d1 }
+        return samplerZip(sample, x0, d1) { x, d0, d1 in sampleScale * x - d0Scale * d0 - half * d0Scale * d1 }
     }
 }

@@ -25,13 +25,13 @@ public struct EulerAncestralSampler: Sampler {
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor {
         let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
         let scale = (sigma * sigma + 1).squareRoot()
-        return mapValues(x) { $0 / scale }
+        return samplerMap(x) { $0 / scale }
     }
 
     /// x + noise * sigma (EulerDiscreteScheduler.add_noise at the begin index).
     public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
         let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
-        return zipMap(original, noise) { x, z in x + z * sigma }
+        return samplerZip(original, noise) { x, z in x + z * sigma }
     }
 
     /// EulerAncestralDiscreteScheduler.step:
@@ -40,15 +40,15 @@ public struct EulerAncestralSampler: Sampler {
     /// 3. x = x + (x - x0)/sigma (sigma_down - sigma)
     /// 4. x = x + z sigma_up, z drawn at every step (the last one too, where sigma_up = 0)
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
-        try checkStep(step, count: timesteps.count)
-        try checkShapes(modelOutput, sample)
+        try checkSamplerStep(step, count: timesteps.count)
+        try checkSamplerShapes(modelOutput, sample)
         let sigma = sigmas[step], sigmaNext = sigmas[step + 1]
         let x0 = sigmaPredictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample, sigma: sigma)
         let sigmaUp = ((sigmaNext * sigmaNext) * (sigma * sigma - sigmaNext * sigmaNext) / (sigma * sigma)).squareRoot()
         let sigmaDown = (sigmaNext * sigmaNext - sigmaUp * sigmaUp).squareRoot()
         let dt = sigmaDown - sigma
-        let moved = zipMap(sample, x0) { x, x0 in x + ((x - x0) / sigma) * dt }
+        let moved = samplerZip(sample, x0) { x, x0 in x + ((x - x0) / sigma) * dt }
         let noise = generator.randn(modelOutput.shape)
-        return zipMap(moved, noise) { x, z in x + z * sigmaUp }
+        return samplerZip(moved, noise) { x, z in x + z * sigmaUp }
     }
 }

@@ -21,12 +21,12 @@ func eulerSchedule(_ config: ResolvedSchedulerConfig, schedule: NoiseSchedule, s
             .map { Float($0) }
     }
     let trainSigmas = schedule.trainSigmas
-    var sigmas = timesteps.map { interpolate(Double($0), trainSigmas) }
+    var sigmas = timesteps.map { numpyInterp(Double($0), trainSigmas) }
     if karras {
         let sigmaMin = config.sigmaMin ?? sigmas[sigmas.count - 1]
         let sigmaMax = config.sigmaMax ?? sigmas[0]
         sigmas = karrasSigmas(min: sigmaMin, max: sigmaMax, steps: steps)
-        let logs = logSigmas(trainSigmas)
+        let logs = trainLogSigmas(trainSigmas)
         timesteps = sigmas.map { Float(sigmaToTimestep($0, logSigmas: logs)) }
     }
     let last: Float = config.finalSigmasZero ? 0 : trainSigmas[0]
@@ -64,13 +64,13 @@ public struct EulerSampler: Sampler {
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor {
         let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
         let scale = (sigma * sigma + 1).squareRoot()
-        return mapValues(x) { $0 / scale }
+        return samplerMap(x) { $0 / scale }
     }
 
     /// x + noise * sigma (EulerDiscreteScheduler.add_noise at the begin index).
     public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
         let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
-        return zipMap(original, noise) { x, z in x + z * sigma }
+        return samplerZip(original, noise) { x, z in x + z * sigma }
     }
 
     /// EulerDiscreteScheduler.step (s_churn = 0, so sigma_hat = sigma and no noise is drawn):
@@ -78,12 +78,12 @@ public struct EulerSampler: Sampler {
     /// 2. d = (x - x0) / sigma  (Karras et al. 2022, eq. 3's ODE derivative)
     /// 3. x_next = x + d (sigma_next - sigma)
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
-        try checkStep(step, count: timesteps.count)
-        try checkShapes(modelOutput, sample)
+        try checkSamplerStep(step, count: timesteps.count)
+        try checkSamplerShapes(modelOutput, sample)
         let sigma = sigmas[step]
         let x0 = sigmaPredictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample, sigma: sigma)
         let dt = sigmas[step + 1] - sigma
-        return zipMap(sample, x0) { x, x0 in x + ((x - x0) / sigma) * dt }
+        return samplerZip(sample, x0) { x, x0 in x + ((x - x0) / sigma) * dt }
     }
 }
 
@@ -91,11 +91,11 @@ public struct EulerSampler: Sampler {
 func sigmaPredictOriginal(_ prediction: PredictionType, modelOutput: Tensor, sample: Tensor, sigma: Float) -> Tensor {
     switch prediction {
     case .epsilon:
-        return zipMap(sample, modelOutput) { x, e in x - sigma * e }
+        return samplerZip(sample, modelOutput) { x, e in x - sigma * e }
     case .sample:
         return modelOutput
     case .vPrediction:
         let c1 = -sigma / (sigma * sigma + 1).squareRoot(), c2 = sigma * sigma + 1
-        return zipMap(sample, modelOutput) { x, v in v * c1 + x / c2 }
+        return samplerZip(sample, modelOutput) { x, v in v * c1 + x / c2 }
     }
 }

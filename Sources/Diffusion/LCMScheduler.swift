@@ -68,8 +68,8 @@ public struct LCMSampler: Sampler {
     /// 3. denoised = c_out x0 + c_skip x_t
     /// 4. x_prev = sqrt(abar_prev) denoised + sqrt(1 - abar_prev) z, or denoised after the last step
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
-        try checkStep(step, count: timesteps.count)
-        try checkShapes(modelOutput, sample)
+        try checkSamplerStep(step, count: timesteps.count)
+        try checkSamplerShapes(modelOutput, sample)
         let t = integerTimesteps[step]
         let prevT = step + 1 < integerTimesteps.count ? integerTimesteps[step + 1] : t
         let alphaProd = alphasCumprod[t]
@@ -79,10 +79,10 @@ public struct LCMSampler: Sampler {
         var (x0, _) = predictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample,
                                       alphaProd: alphaProd)
         x0 = clipOrThreshold(x0, config)
-        let denoised = zipMap(x0, sample) { x0, x in cOut * x0 + cSkip * x }
+        let denoised = samplerZip(x0, sample) { x0, x in cOut * x0 + cSkip * x }
         guard step != timesteps.count - 1 else { return denoised }
         let noise = generator.randn(modelOutput.shape)
         let a = alphaProdPrev.squareRoot(), b = (1 - alphaProdPrev).squareRoot()
-        return zipMap(denoised, noise) { d, z in a * d + b * z }
+        return samplerZip(denoised, noise) { d, z in a * d + b * z }
     }
 }

@@ -109,7 +109,7 @@ func numpyArange(_ start: Double, _ stop: Double, _ step: Double) -> [Double] {
 func numpyRound(_ x: Double) -> Double { x.rounded(.toNearestOrEven) }
 
 /// `np.interp(x, arange(len(fp)), fp)` for x in [0, len - 1].
-func interpolate(_ x: Double, _ fp: [Float]) -> Double {
+func numpyInterp(_ x: Double, _ fp: [Float]) -> Double {
     if x <= 0 { return Double(fp[0]) }
     let last = fp.count - 1
     if x >= Double(last) { return Double(fp[last]) }
@@ -157,4 +157,4 @@ func sigmaToTimestep(_ sigma: Double, logSigmas: [Float]) -> Double {
 }
 
 /// float32 natural log of the train sigmas (np.log on a float32 array).
-func logSigmas(_ sigmas: [Float]) -> [Float] { sigmas.map { Foundation.log($0) } }
+func trainLogSigmas(_ sigmas: [Float]) -> [Float] { sigmas.map { Foundation.log($0) } }

@@ -40,7 +40,7 @@ public func img2imgStartStep(steps: Int, strength: Double) -> Int {
 /// x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise (Ho et al. 2020, eq. 4), float32 as diffusers' add_noise.
 func addNoiseDDPM(_ original: Tensor, noise: Tensor, alphaProd: Float) -> Tensor {
     let a = alphaProd.squareRoot(), b = (1 - alphaProd).squareRoot()
-    return zipMap(original, noise) { x, z in a * x + b * z }
+    return samplerZip(original, noise) { x, z in a * x + b * z }
 }
 
 /// The names `makeSampler` accepts.
@@ -95,18 +95,18 @@ public func makeSampler(name: String, config: SchedulerConfig, steps: Int, eta: 
 
 // MARK: shared pieces
 
-func checkStep(_ step: Int, count: Int) throws {
+func checkSamplerStep(_ step: Int, count: Int) throws {
     guard step >= 0 && step < count else { throw SchedulerError.stepOutOfRange(step: step, count: count) }
 }
 
-func checkShapes(_ modelOutput: Tensor, _ sample: Tensor) throws {
+func checkSamplerShapes(_ modelOutput: Tensor, _ sample: Tensor) throws {
     guard modelOutput.shape == sample.shape else {
         throw SchedulerError.shapeMismatch(expected: sample.shape, actual: modelOutput.shape)
     }
 }
 
 /// out[i] = body(a[i], b[i]) for two tensors of one shape.
-func zipMap(_ a: Tensor, _ b: Tensor, _ body: (Float, Float) -> Float) -> Tensor {
+func samplerZip(_ a: Tensor, _ b: Tensor, _ body: (Float, Float) -> Float) -> Tensor {
     Tensor(shape: a.shape) { out in
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
@@ -117,7 +117,7 @@ func zipMap(_ a: Tensor, _ b: Tensor, _ body: (Float, Float) -> Float) -> Tensor
 }
 
 /// out[i] = body(a[i], b[i], c[i]) for three tensors of one shape.
-func zipMap(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ body: (Float, Float, Float) -> Float) -> Tensor {
+func samplerZip(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ body: (Float, Float, Float) -> Float) -> Tensor {
     Tensor(shape: a.shape) { out in
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
@@ -129,7 +129,7 @@ func zipMap(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ body: (Float, Float, Float)
     }
 }
 
-func mapValues(_ a: Tensor, _ body: (Float) -> Float) -> Tensor {
+func samplerMap(_ a: Tensor, _ body: (Float) -> Float) -> Tensor {
     Tensor(shape: a.shape) { out in
         a.withUnsafeBufferPointer { pa in
             for i in 0..<out.count { out[i] = body(pa[i]) }
@@ -147,14 +147,14 @@ func predictOriginal(_ prediction: PredictionType, modelOutput: Tensor, sample: 
     switch prediction {
     case .epsilon:
         // x0 = (x_t - sqrt(1 - alphabar) eps) / sqrt(alphabar)
-        return (zipMap(sample, modelOutput) { x, e in (x - sqrtBeta * e) / sqrtAlpha }, modelOutput)
+        return (samplerZip(sample, modelOutput) { x, e in (x - sqrtBeta * e) / sqrtAlpha }, modelOutput)
     case .sample:
         // eps = (x_t - sqrt(alphabar) x0) / sqrt(1 - alphabar)
-        return (modelOutput, zipMap(sample, modelOutput) { x, x0 in (x - sqrtAlpha * x0) / sqrtBeta })
+        return (modelOutput, samplerZip(sample, modelOutput) { x, x0 in (x - sqrtAlpha * x0) / sqrtBeta })
     case .vPrediction:
         // x0 = sqrt(alphabar) x_t - sqrt(1 - alphabar) v;  eps = sqrt(alphabar) v + sqrt(1 - alphabar) x_t
-        return (zipMap(sample, modelOutput) { x, v in sqrtAlpha * x - sqrtBeta * v },
-                zipMap(sample, modelOutput) { x, v in sqrtAlpha * v + sqrtBeta * x })
+        return (samplerZip(sample, modelOutput) { x, v in sqrtAlpha * x - sqrtBeta * v },
+                samplerZip(sample, modelOutput) { x, v in sqrtAlpha * v + sqrtBeta * x })
     }
 }
 
@@ -187,7 +187,7 @@ func clipOrThreshold(_ x0: Tensor, _ config: ResolvedSchedulerConfig) -> Tensor 
     }
     if config.clipSample {
         let r = config.clipSampleRange
-        return mapValues(x0) { min(max($0, -r), r) }
+        return samplerMap(x0) { min(max($0, -r), r) }
     }
     return x0
 }

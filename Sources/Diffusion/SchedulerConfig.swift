@@ -222,7 +222,7 @@ enum TimestepSpacing: String, CaseIterable { case leading, linspace, trailing }
 /// The diffusers scheduler classes we sample with; each has its own defaults.
 enum SchedulerKind { case lcm, tcd, euler, eulerAncestral, dpmSolver, ddim }
 
-func parseEnum<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ value: String?, key: String, default fallback: E) throws -> E
+func parseSchedulerEnum<E: RawRepresentable & CaseIterable>(_ type: E.Type, _ value: String?, key: String, default fallback: E) throws -> E
 where E.RawValue == String {
     guard let value else { return fallback }
     guard let parsed = E(rawValue: value) else {
@@ -249,7 +249,7 @@ extension SchedulerConfig {
             throw SchedulerError.invalidValue(key: "trained_betas", value: "\(betas.count) values",
                                               valid: "num_train_timesteps (\(train)) values")
         }
-        let prediction = try parseEnum(PredictionType.self, predictionType, key: "prediction_type", default: .epsilon)
+        let prediction = try parseSchedulerEnum(PredictionType.self, predictionType, key: "prediction_type", default: .epsilon)
         if kind == .eulerAncestral && prediction == .sample {
             // EulerAncestralDiscreteScheduler.step raises NotImplementedError for it.
             throw SchedulerError.invalidValue(key: "prediction_type", value: "sample",
@@ -308,11 +308,11 @@ extension SchedulerConfig {
             numTrainTimesteps: train,
             betaStart: betaStart ?? (fewStep ? 0.00085 : 0.0001),
             betaEnd: betaEnd ?? (fewStep ? 0.012 : 0.02),
-            betaSchedule: try parseEnum(BetaSchedule.self, betaSchedule, key: "beta_schedule",
+            betaSchedule: try parseSchedulerEnum(BetaSchedule.self, betaSchedule, key: "beta_schedule",
                                         default: fewStep ? .scaledLinear : .linear),
             trainedBetas: trainedBetas,
             predictionType: prediction,
-            timestepSpacing: try parseEnum(TimestepSpacing.self, timestepSpacing, key: "timestep_spacing",
+            timestepSpacing: try parseSchedulerEnum(TimestepSpacing.self, timestepSpacing, key: "timestep_spacing",
                                            default: sigmaBased ? .linspace : .leading),
             stepsOffset: offset,
             rescaleBetasZeroSnr: rescaleBetasZeroSnr ?? false,

@@ -47,8 +47,8 @@ public struct TCDSampler: Sampler {
     /// 3. gamma > 0 and not the last step: x_prev = sqrt(abar_prev / abar_s) x_s + sqrt(1 - abar_prev / abar_s) z;
     ///    else x_prev = x_s
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
-        try checkStep(step, count: timesteps.count)
-        try checkShapes(modelOutput, sample)
+        try checkSamplerStep(step, count: timesteps.count)
+        try checkSamplerShapes(modelOutput, sample)
         let t = integerTimesteps[step]
         let prevT = step + 1 < integerTimesteps.count ? integerTimesteps[step + 1] : 0
         // torch.floor((1 - eta) * prev_timestep): a float32 product.
@@ -60,11 +60,11 @@ public struct TCDSampler: Sampler {
         let (x0, epsilon) = predictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample,
                                             alphaProd: alphaProd)
         let sqrtAlphaS = alphaProdS.squareRoot(), sqrtBetaS = (1 - alphaProdS).squareRoot()
-        let noised = zipMap(x0, epsilon) { x0, e in sqrtAlphaS * x0 + sqrtBetaS * e }
+        let noised = samplerZip(x0, epsilon) { x0, e in sqrtAlphaS * x0 + sqrtBetaS * e }
         guard gamma > 0 && step != timesteps.count - 1 else { return noised }
         let noise = generator.randn(modelOutput.shape)
         let ratio = alphaProdPrev / alphaProdS
         let a = ratio.squareRoot(), b = (1 - ratio).squareRoot()
-        return zipMap(noised, noise) { x, z in a * x + b * z }
+        return samplerZip(noised, noise) { x, z in a * x + b * z }
     }
 }

@@ -38,7 +38,7 @@ final class SchedulerTests: XCTestCase {
 
     /// diffusers' dummy_model: sample * t / (t + 1), t as float32.
     static func dummyModel(_ x: Tensor, _ t: Float) -> Tensor {
-        mapValues(x) { $0 * t / (t + 1) }
+        samplerMap(x) { $0 * t / (t + 1) }
     }
 
     func check(_ sampler: String) throws {
@@ -78,7 +78,7 @@ final class SchedulerTests: XCTestCase {
             // ~20% of values an ulp off) by ~4096; there the bound is 1e-7 * 4096 = 4.1e-4 * max(1, |expected|).
             let tolerance = zeroSNR && !c.sigmas.isEmpty ? 1e-7 * 4096 : Self.tolerance
             var generator = TorchGenerator(seed: c.seed)
-            var x = mapValues(Self.dummySample()) { $0 * s.initNoiseSigma }
+            var x = samplerMap(Self.dummySample()) { $0 * s.initNoiseSigma }
             for k in s.timesteps.indices {
                 let eps = Self.dummyModel(s.scaleModelInput(x, step: k), s.timesteps[k])
                 x = try s.step(modelOutput: eps, step: k, sample: x, generator: &generator)
