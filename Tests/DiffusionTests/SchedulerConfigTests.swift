@@ -118,6 +118,15 @@ final class SchedulerConfigTests: XCTestCase {
         assertThrows(.invalidValue(key: "use_exponential_sigmas", value: "true", valid: "false (only Karras sigmas are implemented)")) {
             try makeSampler(name: "euler", config: config(#"{"use_exponential_sigmas": true}"#), steps: 4)
         }
+        assertThrows(.invalidValue(key: "solver_order", value: "3", valid: "1, 2")) {
+            try makeSampler(name: "dpmpp_2m", config: config(#"{"solver_order": 3}"#), steps: 4)
+        }
+        assertThrows(.invalidValue(key: "final_sigmas_type", value: "one", valid: "zero, sigma_min")) {
+            try makeSampler(name: "euler", config: config(#"{"final_sigmas_type": "one"}"#), steps: 4)
+        }
+        assertThrows(.invalidValue(key: "trained_betas", value: "2 values", valid: "num_train_timesteps (1000) values")) {
+            try makeSampler(name: "ddim", config: config(#"{"trained_betas": [0.1, 0.2]}"#), steps: 4)
+        }
         assertThrows(.invalidValue(key: "num_train_timesteps", value: "0", valid: "an integer >= 1")) {
             try SchedulerConfig.decode(Data(#"{"num_train_timesteps": 0}"#.utf8)).resolved(for: .ddim)
         }
