@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Tokenization", dependencies: ["CMeCab"], swiftSettings: fast),
         .target(name: "Networks", dependencies: ["Kernels", "SafeTensors"], swiftSettings: fast),
         .target(name: "Diffusion", dependencies: [
-            "Kernels", "SafeTensors", "Networks", "Tokenization", "Imaging",
+            "Kernels", "SafeTensors", "Networks", "Tokenization", "Imaging", "Merging",
         ], swiftSettings: fast),
         .target(name: "Merging", dependencies: [
             "Kernels", "SafeTensors", .product(name: "Yams", package: "Yams"),

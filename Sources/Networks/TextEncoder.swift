@@ -108,11 +108,14 @@ public struct TextEncoder {
 
     /// Loads a transformers/diffusers text-encoder folder (config.json + model.safetensors, or
     /// shards with an index). Strict: every tensor must be used unless `allowUnused`.
-    public static func load(folder: URL, variant: String? = nil, allowUnused: Bool = false) throws -> TextEncoder {
+    /// `adjust` may replace the file's tensors before loading (e.g. LoRA-fused weights under the file's names).
+    public static func load(folder: URL, variant: String? = nil, allowUnused: Bool = false,
+                            adjust: ((WeightStore) throws -> WeightStore)? = nil) throws -> TextEncoder {
         let configURL = folder.appendingPathComponent("config.json")
         let file = configURL.path
         let probe = try loadConfig(ArchitectureProbe.self, from: configURL)
-        let raw = try WeightStore(folder: folder, variant: variant)
+        var raw = try WeightStore(folder: folder, variant: variant)
+        if let adjust { raw = try adjust(raw) }
         let architecture = probe.architectures?.first ?? probe.modelType ?? "?"
 
         let encoder: TextEncoder

@@ -315,8 +315,28 @@ public final class WeightStore {
         try remapped { name, _ in rule(name).map { [($0, Transform.identity)] } ?? [] }
     }
 
+    /// The safetensors files behind the store.
+    public var fileURLs: [URL] { files.map { $0.url } }
+
     /// True if some name begins with `prefix`.
     public func hasPrefix(_ prefix: String) -> Bool { entries.keys.contains { $0.hasPrefix(prefix) } }
+
+    /// A view in which the named tensors are replaced by the given ones (LoRA-fused weights); every
+    /// replaced name must exist with the same shape.
+    public func overlaid(_ tensors: [String: Tensor]) throws -> WeightStore {
+        var mapped = entries
+        var mem = memory
+        for (name, tensor) in tensors {
+            guard let stored = shape(of: name) else { throw NetworksError.missingKey("\(name) (in \(origin))") }
+            guard stored == tensor.shape else {
+                throw NetworksError.shapeMismatch(key: name, expected: stored, actual: tensor.shape)
+            }
+            let key = "overlay:" + name
+            mem[key] = tensor
+            mapped[name] = Entry(file: Self.inMemory, key: key, transform: .identity)
+        }
+        return WeightStore(files: files, memory: mem, entries: mapped, origin: origin)
+    }
 }
 
 // x: [R, C] -> [C, R]

@@ -8,6 +8,7 @@ struct JPGen: ParsableCommand {
         commandName: "jpgen",
         abstract: "Generate images from Japanese prompts with few-step diffusion models, on the CPU.",
         version: jpgenVersion,
-        subcommands: [Inspect.self, Tokenize.self, Classify.self]
+        subcommands: [Generate.self, Inspect.self, Tokenize.self, Classify.self],
+        defaultSubcommand: Generate.self
     )
 }

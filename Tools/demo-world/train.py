@@ -327,6 +327,7 @@ def make_text_encoder():
                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     cfg.project_dim = CROSS
     cfg.has_pre_transformation = False
+    cfg.use_attention_mask = True  # pipelines pass the padding mask (diffusers reads this key)
     cfg.architectures = ["BertSeriesModelWithTransformation"]
     return text_encoder_class()(cfg)
 
@@ -641,7 +642,7 @@ linear projection to the UNet's cross-attention width, as AltDiffusion's Roberta
 
 Keys (model.safetensors, float16): `bert.embeddings.*`, `bert.encoder.layer.N.*` (no pooler) and
 `transformation.weight` [project_dim, hidden_size], `transformation.bias` [project_dim].
-config.json: `project_dim` (= UNet cross_attention_dim), `has_pre_transformation: false`.
+config.json: `project_dim` (= UNet cross_attention_dim), `has_pre_transformation: false`, `use_attention_mask: true`.
 The UNet attends to projection_state of the prompt padded to max_length 32 ([CLS] ... [SEP] [PAD]...) with the
 attention mask; the unconditional context is the same for the empty prompt "".
 """
@@ -657,6 +658,9 @@ def write_pipeline(dst, unet_src, scheduler):
     _f16_copy(wdir("vae"), dst / "vae")
     _f16_copy(wdir("text_encoder"), dst / "text_encoder")
     (dst / "text_encoder" / "README.md").write_text(TE_README)
+    te_cfg = json.loads((dst / "text_encoder" / "config.json").read_text())
+    te_cfg["use_attention_mask"] = True  # the model was trained with the padding mask; diffusers passes it only then
+    (dst / "text_encoder" / "config.json").write_text(json.dumps(te_cfg, indent=2, sort_keys=True) + "\n")
     shutil.copytree(wdir("tokenizer"), dst / "tokenizer")
     if scheduler == "lcm":
         LCMScheduler(**lcm_scheduler_config()).save_pretrained(dst / "scheduler")
