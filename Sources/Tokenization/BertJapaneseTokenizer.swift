@@ -49,32 +49,7 @@ public struct BertJapaneseTokenizer: TextTokenizer {
             guard wordType == "mecab" else {
                 throw TokenizationError.unsupported(path: configPath, reason: "word_tokenizer_type '\(wordType)' (supported: mecab)")
             }
-            // Dictionary: the caller's; else mecab_dic (ipadic -> the system ipadic-utf8); else the -d of
-            // mecab_option; else /etc/mecabrc's default (transformers' default mecab_dic is unidic_lite).
-            let option = (mecabKwargs["mecab_option"] as? String ?? "").split(separator: " ").map {
-                $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
-            }
-            func optionValue(_ flag: String) -> [String] {
-                option.indices.filter { option[$0] == flag && $0 + 1 < option.count }.map { option[$0 + 1] }
-            }
-            var dictionary = options.systemDictionary
-            if dictionary == nil {
-                if mecabKwargs.keys.contains("mecab_dic") {
-                    switch mecabKwargs["mecab_dic"] as? String {
-                    case "ipadic": dictionary = MeCab.systemIPADic
-                    case nil: dictionary = optionValue("-d").last
-                    case let other?:
-                        throw TokenizationError.unsupported(path: configPath, reason: "mecab_dic '\(other)': JPGen reads ipadic (Debian mecab-ipadic-utf8) or the -d folder of mecab_option")
-                    }
-                } else {
-                    throw TokenizationError.unsupported(path: configPath, reason: "no mecab_kwargs.mecab_dic: transformers then uses unidic_lite, which JPGen does not read; set mecab_dic to ipadic or null with -d in mecab_option")
-                }
-            }
-            var users = optionValue("-u") + options.extraUserDictionaries
-            if let name = config["jpgen_user_dictionary"] as? String {
-                users.insert(try resolveUserDictionary(name, folder: folder, config: configPath), at: 0)
-            }
-            mecab = try MeCab(dictionary: dictionary, userDictionaries: users)
+            mecab = try mecabFromConfig(config, folder: folder, options: options)
         } else {
             mecab = nil
         }

@@ -63,9 +63,12 @@ public func validatedText(_ text: String, source: String) throws -> String {
 public struct TokenizerLoadOptions: Sendable {
     public var extraUserDictionaries: [String] = []
     public var systemDictionary: String?
-    public init(extraUserDictionaries: [String] = [], systemDictionary: String? = nil) {
+    /// For SentencePiece folders that have both: read the slow .model file rather than tokenizer.json.
+    public var preferSentencePieceModel = false
+    public init(extraUserDictionaries: [String] = [], systemDictionary: String? = nil, preferSentencePieceModel: Bool = false) {
         self.extraUserDictionaries = extraUserDictionaries
         self.systemDictionary = systemDictionary
+        self.preferSentencePieceModel = preferSentencePieceModel
     }
 }
 
@@ -76,7 +79,12 @@ public func loadTokenizer(folder: URL, options: TokenizerLoadOptions = Tokenizer
         folder = folder.appendingPathComponent("tokenizer")
     }
     let configURL = folder.appendingPathComponent("tokenizer_config.json")
-    guard FileManager.default.fileExists(atPath: configURL.path) else { throw TokenizationError.missingFile(path: configURL.path) }
+    let jsonURL = folder.appendingPathComponent("tokenizer.json")
+    let hasJSON = FileManager.default.fileExists(atPath: jsonURL.path)
+    guard FileManager.default.fileExists(atPath: configURL.path) else {
+        if hasJSON { return try FastTokenizer(folder: folder, config: [:], options: options) }
+        throw TokenizationError.missingFile(path: configURL.path)
+    }
     let raw: [String: Any]
     do {
         guard let object = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any] else {
@@ -95,6 +103,18 @@ public func loadTokenizer(folder: URL, options: TokenizerLoadOptions = Tokenizer
     case "CLIPTokenizer", "CLIPTokenizerFast":
         return try CLIPTokenizer(folder: folder, config: raw)
     default:
-        throw TokenizationError.unsupported(path: configURL.path, reason: "tokenizer_class '\(tokenizerClass)' (supported: BertJapaneseTokenizer, CLIPTokenizer)")
+        break
     }
+    // SentencePiece tokenizers: tokenizer.json when there is one (as transformers' AutoTokenizer), else the
+    // slow model file with the class's special-token rules. Any other class with a tokenizer.json: the JSON.
+    let sentencePiece: [String: (SentencePieceTokenizer.Wrapper, String)] = [
+        "T5Tokenizer": (.t5, "spiece.model"), "T5TokenizerFast": (.t5, "spiece.model"),
+        "XLMRobertaTokenizer": (.xlmRoberta, "sentencepiece.bpe.model"), "XLMRobertaTokenizerFast": (.xlmRoberta, "sentencepiece.bpe.model"),
+    ]
+    if let (wrapper, file) = sentencePiece[tokenizerClass],
+       !hasJSON || (options.preferSentencePieceModel && FileManager.default.fileExists(atPath: folder.appendingPathComponent(file).path)) {
+        return try SentencePieceTokenizer(folder: folder, modelFile: file, config: raw, wrapper: wrapper, options: options)
+    }
+    if hasJSON { return try FastTokenizer(folder: folder, config: raw, options: options) }
+    throw TokenizationError.unsupported(path: configURL.path, reason: "tokenizer_class '\(tokenizerClass)' without a tokenizer.json (supported: BertJapaneseTokenizer, CLIPTokenizer, T5Tokenizer, XLMRobertaTokenizer, or any class with a tokenizer.json)")
 }
