@@ -45,7 +45,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: fast),
         .target(name: "Evolution", dependencies: [
-            "COpenBLAS", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Yams", package: "Yams"),
+            "COpenBLAS", "Kernels", "Networks", "Diffusion", "Merging", "Evaluation", "Imaging",
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fast),
 
         // Executables: thin layers over the libraries.
@@ -55,7 +56,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fast),
         .executableTarget(name: "evomerge", dependencies: [
-            "Kernels", "SafeTensors", "Merging", "Evaluation", "Evolution",
+            "Kernels", "SafeTensors", "Merging", "Evaluation", "Evolution", "Diffusion", "Networks", "Imaging",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fast),
@@ -73,7 +74,7 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion"]),
         .testTarget(name: "MergingTests", dependencies: ["Merging"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
-        .testTarget(name: "EvolutionTests", dependencies: ["Evolution"]),
+        .testTarget(name: "EvolutionTests", dependencies: ["Evolution", "Merging", "Evaluation", "Diffusion"]),
         .testTarget(name: "CLITests", dependencies: ["SafeTensors", "Imaging", "Evaluation", "Tokenization"]),
     ]
 )
