@@ -14,15 +14,15 @@ final class SentencePieceTokenizerTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/Tokenization")
 
-    static let reference: (strings: [String], kinds: [String: Kind]) = {
+    static let reference: (strings: [String], kinds: [String: Kind], mecab: [[Int]]) = {
         let data = try! Data(contentsOf: fixtures.appendingPathComponent("sentencepiece_cases.json"))
         let object = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
         let strings = object["strings"] as! [String]
         var kinds: [String: Kind] = [:]
-        for (key, value) in object where key != "strings" {
+        for (key, value) in object where key != "strings" && key != "mecab" {
             kinds[key] = try! JSONDecoder().decode(Kind.self, from: JSONSerialization.data(withJSONObject: value))
         }
-        return (strings, kinds)
+        return (strings, kinds, object["mecab"] as! [[Int]])
     }()
 
     func check(_ kind: String, slow: Bool) throws {
