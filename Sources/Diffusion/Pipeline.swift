@@ -90,6 +90,8 @@ public struct SamplingDefaults: Equatable {
 
 extension DiffusionModel {
     public var samplingDefaults: SamplingDefaults {
+        // LCM-distilled UNets (LatentConsistencyModelPipeline's defaults: 4 steps, guidance 8.5 as an embedding).
+        if takesGuidanceEmbedding { return SamplingDefaults(sampler: "lcm", steps: 4, guidanceScale: 8.5) }
         let spacing = scheduler.timestepSpacing
         switch scheduler.className ?? "" {
         case "LCMScheduler": return SamplingDefaults(sampler: "lcm", steps: 4, guidanceScale: 1)
@@ -150,7 +152,8 @@ extension DiffusionModel {
         guard request.guidanceScale.isFinite, request.guidanceScale >= 0 else {
             throw PipelineError.invalidOption(name: "--cfg", value: "\(request.guidanceScale)", reason: "a number >= 0")
         }
-        let guided = request.guidanceScale > 1
+        // LCM-distilled UNets take the guidance as an embedding, never by classifier-free guidance.
+        let guided = request.guidanceScale > 1 && !takesGuidanceEmbedding
         let batch = min(request.batchSize, request.count)
         try validateSize(width: request.width, height: request.height, batch: batch, guidance: guided)
         let img2img = request.initImage != nil
@@ -192,6 +195,9 @@ extension DiffusionModel {
             if let uncond { context = Conditioning.stacked(uncond.repeated(rows), context) }
             let timeIds = context.pooled == nil ? nil
                 : self.timeIds(width: request.width, height: request.height, rows: context.states.shape[0])
+            let guidanceCond = unet.config.timeCondProjDim.map {
+                guidanceScaleEmbedding(request.guidanceScale - 1, dim: $0, rows: rows)
+            }
             let total = template.timesteps.count - template.startStep
             for step in template.startStep..<template.timesteps.count {
                 let stepStart = Date()
@@ -200,7 +206,7 @@ extension DiffusionModel {
                 let input = template.scaleModelInput(x, step: step)
                 let unetInput = guided ? concat([input, input], axis: 0) : input
                 var eps = try unet(sample: unetInput, timestep: template.timesteps[step], encoderHiddenStates: context.states,
-                                   addTextEmbeds: context.pooled, addTimeIds: timeIds)
+                                   addTextEmbeds: context.pooled, addTimeIds: timeIds, timestepCond: guidanceCond)
                 if guided {
                     // eps = eps_u + g (eps_c - eps_u)
                     let halves = chunk(eps, parts: 2, axis: 0)
@@ -234,6 +240,21 @@ extension DiffusionModel {
             : try image.resized(width: width, height: height, filter: .lanczos)
         return sized.tensor.reshaped([1, 3, height, width]) * 2 - 1
     }
+}
+
+/// The guidance-scale embedding of LCM-distilled UNets, as diffusers' `get_guidance_scale_embedding`
+/// (float32): w' = 1000 w; f_i = exp(-i ln(10000) / (half - 1)); [sin(w' f), cos(w' f)] -> [rows, dim].
+func guidanceScaleEmbedding(_ w: Float, dim: Int, rows: Int) -> Tensor {
+    let half = dim / 2
+    let step = Float(log(10000.0)) / Float(half - 1)
+    let scaled = w * 1000
+    var one = [Float](repeating: 0, count: dim)
+    for i in 0..<half {
+        let x = scaled * Foundation.exp(Float(i) * -step)
+        one[i] = Foundation.sin(x)
+        one[half + i] = Foundation.cos(x)
+    }
+    return Tensor(shape: [rows, dim], data: Array([[Float]](repeating: one, count: rows).joined()))
 }
 
 /// Physical memory the system says is available (MemAvailable), or 8 GiB when it cannot tell.

@@ -32,14 +32,20 @@ public func timestepEmbedding(_ values: [Float], dim: Int, flipSinToCos: Bool, s
 public struct TimestepMLP {
     public var linear1: LinearWeights
     public var linear2: LinearWeights
+    /// LCM-distilled UNets (time_cond_proj_dim): `cond_proj`, no bias, adds a projected condition
+    /// (the guidance-scale embedding) to the input (diffusers' TimestepEmbedding `cond_proj_dim`).
+    public var condProj: LinearWeights?
 
-    public init(_ store: WeightStore, _ prefix: String, in c: Int, out o: Int) throws {
+    public init(_ store: WeightStore, _ prefix: String, in c: Int, out o: Int, condDim: Int? = nil) throws {
         linear1 = try LinearWeights(store, prefix + ".linear_1", out: o, in: c)
         linear2 = try LinearWeights(store, prefix + ".linear_2", out: o, in: o)
+        condProj = try condDim.map { try LinearWeights(store, prefix + ".cond_proj", out: c, in: $0, bias: false) }
     }
 
-    // x: [N, in] -> [N, out]
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    // x: [N, in], condition: [N, condDim] -> [N, out]
+    public func callAsFunction(_ x: Tensor, condition: Tensor? = nil) -> Tensor {
+        var x = x
+        if let condProj, let condition { x = x + condProj(condition) }
         var h = linear1(x)
         siluInPlace(&h)
         return linear2(h)

@@ -44,7 +44,7 @@ public struct UNet2DConditionModel {
         let heads = config.headsPerBlock, layers = config.transformerLayers
         let ctx = config.crossAttentionDim, linearProj = config.useLinearProjection
 
-        timeEmbedding = try TimestepMLP(store, "time_embedding", in: ch[0], out: temb)
+        timeEmbedding = try TimestepMLP(store, "time_embedding", in: ch[0], out: temb, condDim: config.timeCondProjDim)
         if config.additionEmbedType == "text_time", let inDim = config.projectionClassEmbeddingsInputDim {
             addEmbedding = try TimestepMLP(store, "add_embedding", in: inDim, out: temb)
         } else {
@@ -123,9 +123,11 @@ public struct UNet2DConditionModel {
 
     /// One denoising evaluation.
     /// sample: [B, Cin, h, w] (h, w divisible by 2^(blocks-1)), encoderHiddenStates: [B, T, cross_attention_dim],
-    /// addTextEmbeds: [B, P] and addTimeIds: [B, 6] for SDXL (text_time) -> [B, Cout, h, w].
+    /// addTextEmbeds: [B, P] and addTimeIds: [B, 6] for SDXL (text_time); timestepCond: [B, time_cond_proj_dim]
+    /// for LCM-distilled UNets (the guidance embedding) -> [B, Cout, h, w].
     public func callAsFunction(sample: Tensor, timestep: Float, encoderHiddenStates: Tensor,
-                               addTextEmbeds: Tensor? = nil, addTimeIds: Tensor? = nil) throws -> Tensor {
+                               addTextEmbeds: Tensor? = nil, addTimeIds: Tensor? = nil,
+                               timestepCond: Tensor? = nil) throws -> Tensor {
         guard sample.rank == 4, sample.shape[1] == config.inChannels else {
             throw NetworksError.invalidInput("UNet sample has shape \(sample.shape), expected [B, \(config.inChannels), h, w]")
         }
@@ -143,7 +145,12 @@ public struct UNet2DConditionModel {
         // Time embedding (Timesteps + TimestepEmbedding), plus SDXL's added embedding.
         let tFeatures = timestepEmbedding(Array(repeating: timestep, count: b), dim: config.blockOutChannels[0],
                                           flipSinToCos: config.flipSinToCos, shift: Float(config.freqShift))
-        var emb = timeEmbedding(tFeatures)                                      // [B, temb]
+        if let dim = config.timeCondProjDim {
+            guard let c = timestepCond, c.shape == [b, dim] else {
+                throw NetworksError.invalidInput("this UNet (time_cond_proj_dim \(dim)) needs timestep_cond [\(b), \(dim)], got \(timestepCond?.shape ?? [])")
+            }
+        }
+        var emb = timeEmbedding(tFeatures, condition: timestepCond)             // [B, temb]
         if let addEmbedding, let timeDim = config.additionTimeEmbedDim {
             guard let text = addTextEmbeds, let ids = addTimeIds, ids.rank == 2, ids.shape[0] == b,
                   text.rank == 2, text.shape[0] == b,

@@ -154,7 +154,6 @@ public struct UNet2DConditionConfig: Codable, Equatable {
         }
         if resnetTimeScaleShift != "default" { throw bad("resnet_time_scale_shift=\(resnetTimeScaleShift)") }
         if timeEmbeddingType != "positional" { throw bad("time_embedding_type=\(timeEmbeddingType)") }
-        if timeCondProjDim != nil { throw bad("time_cond_proj_dim") }
         if encoderHidDim != nil { throw bad("encoder_hid_dim") }
         if convInKernel % 2 == 0 || convOutKernel % 2 == 0 { throw bad("even conv kernel") }
     }
