@@ -7,9 +7,10 @@ import Foundation
 import SafeTensors
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Summarise a safetensors file.")
+    static let configuration = CommandConfiguration(
+        abstract: "Summarise a safetensors file, or a diffusers model folder (family, defaults, parts, parameters, dtypes).")
 
-    @Argument(help: "A .safetensors file.") var file: String
+    @Argument(help: "A .safetensors file or a diffusers pipeline folder.") var file: String
     @Flag(name: .long, help: "Print the summary as JSON.") var json = false
     @Option(name: .long, help: "How many of the largest tensors to list.") var top = 10
 
@@ -18,6 +19,17 @@ struct Inspect: ParsableCommand {
     }
 
     func run() throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: file, isDirectory: &isDir), isDir.boolValue {
+            do {
+                let model = try ModelSummary(folder: URL(fileURLWithPath: file))
+                print(json ? model.jsonText : model.text)
+                return
+            } catch {
+                FileHandle.standardError.write(Data("error: \(error.localizedDescription)\n".utf8))
+                throw ExitCode.failure
+            }
+        }
         let summary: SafeTensorsSummary
         do {
             summary = try SafeTensorsSummary(file: SafeTensorsFile(url: URL(fileURLWithPath: file)), top: top)

@@ -174,4 +174,22 @@ final class GenerateCommandTests: XCTestCase {
         XCTAssertEqual(long.status, 0, long.stderr)
         XCTAssertTrue(long.stderr.contains("longer than text_encoder's limit of 32 tokens"), long.stderr)
     }
+
+    /// `jpgen inspect FOLDER`: family, defaults, parts with parameter counts and dtypes.
+    func testInspectModelFolder() throws {
+        let r = try runJPGen(["inspect", fixtures.appendingPathComponent("sdxl").path, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(object["family"] as? String, "sdxl")
+        XCTAssertEqual(object["pipeline"] as? String, "StableDiffusionXLPipeline")
+        let parts = object["parts"] as! [[String: Any]]
+        XCTAssertEqual(Set(parts.map { $0["name"] as! String }),
+                       ["scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae"])
+        let unet = parts.first { $0["name"] as? String == "unet" }!
+        XCTAssertGreaterThan(unet["parameters"] as! Int, 10_000)
+        XCTAssertEqual((unet["config"] as! [String: String])["addition_embed_type"], "text_time")
+        let text = try runJPGen(["inspect", fixtures.appendingPathComponent("sd1_lcm_distilled").path])
+        XCTAssertTrue(text.stdout.contains("defaults: sampler lcm, 4 steps, cfg 8.5"), text.stdout)
+        XCTAssertTrue(text.stdout.contains("family: custom (cross-attention 32)"), text.stdout)
+    }
 }
