@@ -40,8 +40,11 @@ test: deps dictionary
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	$(SWIFT) test $(TESTFLAGS) --skip-build
 
+# The main job on the embedded default (the bundled demo model, Models/demo-lcm): one PNG with its
+# prompt, seed and settings in a `parameters` text chunk.
 demo: build
-	$(SWIFT) run -c $(CONFIG) jpgen --help
+	mkdir -p demo-output
+	$(SWIFT) run -c $(CONFIG) jpgen "江ノ島と富士山が見える風景" --seed 1 --count 4 --output demo-output/enoshima-fuji.png
 
 # Kernel benchmarks (JSON lines): our GEMM and conv2d next to raw cblas_sgemm in the same run.
 bench-kernels: deps
