@@ -106,13 +106,20 @@ public struct ModelLoadOptions {
     /// Weight-file variant, e.g. "fp16" for `diffusion_pytorch_model.fp16.safetensors`.
     public var variant: String?
     public var tokenizer = TokenizerLoadOptions()
+    /// Single-file checkpoints: a diffusers folder whose configs, tokenizers and scheduler to use.
+    public var configFolder: URL?
+    /// Single-file checkpoints without a config folder: the bundled CLIP tokenizers (Models/tokenizers).
+    public var bundledTokenizers: URL?
 
     public init(vae: URL? = nil, loras: [LoRASpec] = [], variant: String? = nil,
-                tokenizer: TokenizerLoadOptions = TokenizerLoadOptions()) {
+                tokenizer: TokenizerLoadOptions = TokenizerLoadOptions(), configFolder: URL? = nil,
+                bundledTokenizers: URL? = nil) {
         self.vae = vae
         self.loras = loras
         self.variant = variant
         self.tokenizer = tokenizer
+        self.configFolder = configFolder
+        self.bundledTokenizers = bundledTokenizers
     }
 }
 
@@ -172,17 +179,13 @@ public final class DiffusionModel {
 
     // MARK: Loading
 
-    /// Loads a diffusers pipeline folder.
+    /// Loads a diffusers pipeline folder, or a single-file checkpoint (SingleFileModel.swift).
     public static func load(_ path: String, options: ModelLoadOptions = ModelLoadOptions()) throws -> DiffusionModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw PipelineError.modelNotFound(path: path)
         }
-        guard isDir.boolValue else {
-            throw PipelineError.unsupportedModel(
-                path: path, reason: "single-file checkpoints need their tokenizers; convert the file to a diffusers folder "
-                    + "(diffusers' from_single_file(...).save_pretrained) or use `evomerge merge` with a folder output")
-        }
+        guard isDir.boolValue else { return try loadSingleFile(URL(fileURLWithPath: path), options: options) }
         let folder = URL(fileURLWithPath: path)
         let index = try readModelIndex(folder)
         let name = folder.standardizedFileURL.lastPathComponent

@@ -18,7 +18,7 @@ struct Generate: ParsableCommand {
     @Argument(help: "The prompt (Japanese or any language the model's text encoder reads).")
     var prompt: String
 
-    @Option(help: "A diffusers pipeline folder (model_index.json). Default: the bundled demo model (Models/demo-lcm).")
+    @Option(help: "A diffusers pipeline folder (model_index.json) or a single-file .safetensors checkpoint (SD1/SD2/SDXL). Default: the bundled demo model (Models/demo-lcm).")
     var model: String?
 
     @Option(help: "The negative prompt (used with guidance, --cfg > 1).")
@@ -54,6 +54,9 @@ struct Generate: ParsableCommand {
     @Option(name: .shortAndLong,
             help: "Output PNG. With --count > 1, -SEED is added before the extension. Default: jpgen-SEED.png (never overwrites).")
     var output: String?
+
+    @Option(help: "Single-file checkpoints: a diffusers folder whose configs, tokenizers and scheduler to use (default: the family's standard ones and the bundled CLIP tokenizers).")
+    var config: String?
 
     @Option(help: "A replacement VAE folder, e.g. TAESD (AutoencoderTiny) for fast previews.")
     var vae: String?
@@ -100,7 +103,9 @@ struct Generate: ParsableCommand {
         let modelPath = try model ?? defaultModelPath()
         let loras = try lora.map { try LoRASpec(parsing: $0) }
         let options = ModelLoadOptions(vae: vae.map { URL(fileURLWithPath: $0) }, loras: loras,
-                                       tokenizer: TokenizerLoadOptions(extraUserDictionaries: userDic))
+                                       tokenizer: TokenizerLoadOptions(extraUserDictionaries: userDic),
+                                       configFolder: config.map { URL(fileURLWithPath: $0) },
+                                       bundledTokenizers: bundledPath("Models/tokenizers", marker: "clip/vocab.json"))
         let initPicture = try initImage.map { path -> RGB8Image in
             do { return try readPNG(URL(fileURLWithPath: path)).image } catch {
                 throw PipelineError.invalidInitImage(path: path, reason: error.localizedDescription)
@@ -203,24 +208,27 @@ func checkWritable(_ url: URL) throws {
     unlink(probe.path)
 }
 
-/// The bundled demo model: $JPGEN_MODEL, else Models/demo-lcm found from the executable's folder
-/// upwards (a build in .build/release/ of this repository) or from the working directory upwards.
+/// The bundled demo model: $JPGEN_MODEL, else Models/demo-lcm of the repository.
 func defaultModelPath() throws -> String {
     if let env = ProcessInfo.processInfo.environment["JPGEN_MODEL"], !env.isEmpty { return env }
+    if let found = bundledPath("Models/demo-lcm", marker: "model_index.json") { return found.path }
+    throw ValidationError("no --model given and the bundled demo model (Models/demo-lcm) was not found; "
+                          + "run from the repository or set JPGEN_MODEL")
+}
+
+/// A bundled folder (containing `marker`) found from the executable's folder upwards (a build in
+/// .build/release/ of this repository) or from the working directory upwards.
+func bundledPath(_ relative: String, marker: String) -> URL? {
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    let starts = [executable, URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
-    for start in starts {
+    for start in [executable, URL(fileURLWithPath: FileManager.default.currentDirectoryPath)] {
         var dir = start.standardizedFileURL
         for _ in 0..<8 {
-            let candidate = dir.appendingPathComponent("Models/demo-lcm")
-            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("model_index.json").path) {
-                return candidate.path
-            }
+            let candidate = dir.appendingPathComponent(relative)
+            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent(marker).path) { return candidate }
             dir.deleteLastPathComponent()
         }
     }
-    throw ValidationError("no --model given and the bundled demo model (Models/demo-lcm) was not found; "
-                          + "run from the repository or set JPGEN_MODEL")
+    return nil
 }
 
 /// The web UI's sampler names, for the PNG text.

@@ -20,6 +20,7 @@ struct PipelineCase: Decodable {
     let strength: Double
     let lora: [[LoRAEntry]]
     let init_image: String?
+    let config: String?
     let expected: [String]
 
     enum LoRAEntry: Decodable {
@@ -65,7 +66,7 @@ final class GenerateCommandTests: XCTestCase {
     func testImagesEqualDiffusers() throws {
         let data = try Data(contentsOf: fixtures.appendingPathComponent("cases.json"))
         let cases = try JSONDecoder().decode([PipelineCase].self, from: data)
-        XCTAssertGreaterThanOrEqual(cases.count, 9)
+        XCTAssertGreaterThanOrEqual(cases.count, 12)
         for c in cases {
             let output = workDir.appendingPathComponent(c.name + ".png")
             var args = [c.prompt, "--model", fixtures.appendingPathComponent(c.model).path,
@@ -73,6 +74,7 @@ final class GenerateCommandTests: XCTestCase {
                         "--count", "\(c.count)", "--batch", "\(c.batch)", "--width", "\(c.width)", "--height", "\(c.height)",
                         "--output", output.path, "--quiet", "--json"]
             if let negative = c.negative { args += ["--negative", negative] }
+            if let config = c.config { args += ["--config", fixtures.appendingPathComponent(config).path] }
             if let initImage = c.init_image {
                 args += ["--init-image", fixtures.appendingPathComponent(initImage).path, "--strength", "\(c.strength)"]
             }
@@ -94,7 +96,7 @@ final class GenerateCommandTests: XCTestCase {
                 XCTAssertTrue(text.hasPrefix(c.prompt), text)
                 XCTAssertTrue(text.contains("Steps: \(c.steps)"), text)
                 XCTAssertTrue(text.contains("Size: \(c.width)x\(c.height)"), text)
-                XCTAssertTrue(text.contains("Model: \(c.model)"), text)
+                XCTAssertTrue(text.contains("Model: \(c.model.replacingOccurrences(of: ".safetensors", with: ""))"), text)
                 XCTAssertTrue(text.contains("Model hash: "), text)
                 if let negative = c.negative { XCTAssertTrue(text.contains("Negative prompt: \(negative)"), text) }
             }
@@ -155,6 +157,10 @@ final class GenerateCommandTests: XCTestCase {
         try fails(["富士山", "-o", "/nonexistent/dir/x.png"], "the folder /nonexistent/dir does not exist")
         try fails(["富士山", "--strength", "0", "-o", out], "--strength must be in (0, 1]")
         try fails(["富士山", "--lora", "/nonexistent.safetensors", "-o", out], "LoRA /nonexistent.safetensors: no such file")
+        try fails(["富士山", "--model", fixtures.appendingPathComponent("init.png").path, "-o", out], "must be a .safetensors file")
+        let pickle = workDir.appendingPathComponent("model.ckpt")
+        try Data("x".utf8).write(to: pickle)
+        try fails(["富士山", "--model", pickle.path, "-o", out], "pickle checkpoints are never loaded")
         try fails(["富士山", "--init-image", fixtures.appendingPathComponent("cases.json").path, "-o", out], "init image")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing is written on failure")
 
