@@ -81,18 +81,8 @@ public final class Checkpoint {
         let raw = try entry.file.rawBytes(entry.storedName)
         var out = [Float](repeating: 0, count: entry.info.shape.reduce(1, *))
         try out.withUnsafeMutableBufferPointer { try convertToFloat32(raw, dtype: entry.info.dtype, into: $0) }
-        releasePages(raw)
+        releaseMappedPages(raw)
         return out
-    }
-
-    /// Drops the mapped pages of a tensor already read from this process's resident set (they stay in
-    /// the page cache), so a streaming merge holds about one tensor per input, whatever the model size.
-    func releasePages(_ raw: UnsafeRawBufferPointer) {
-        guard let base = raw.baseAddress, raw.count > 0 else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (Int(bitPattern: base) + page - 1) / page * page
-        let end = (Int(bitPattern: base) + raw.count) / page * page
-        if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
     }
 
     /// Every weight file of this input (for hashing).

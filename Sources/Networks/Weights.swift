@@ -261,6 +261,7 @@ public final class WeightStore {
             let file = files[entry.file]
             do {
                 stored = try file.tensor(entry.key)
+                file.releasePages(entry.key)
             } catch {
                 throw NetworksError.readFailed(file: file.url.path, reason: "\(entry.key): \(error.localizedDescription)")
             }

@@ -84,6 +84,13 @@ public final class SafeTensorsFile {
         return UnsafeRawBufferPointer(start: base + header.dataStart + info.byteRange.lowerBound, count: info.byteRange.count)
     }
 
+    /// Drops the mapped pages of a tensor already read from this process's resident set (they stay
+    /// in the page cache), so loading or streaming a model holds its converted tensors, not the file too.
+    public func releasePages(_ name: String) {
+        guard let raw = try? rawBytes(name) else { return }
+        releaseMappedPages(raw)
+    }
+
     /// A tensor converted to Float32, in its stored shape (a scalar has shape []).
     public func tensor(_ name: String) throws -> Tensor {
         guard let info = info(name) else { throw SafeTensorsError.missingTensor(file: url.path, key: name) }
@@ -92,4 +99,13 @@ public final class SafeTensorsFile {
             try convertToFloat32(raw, dtype: info.dtype, into: dst)
         }
     }
+}
+
+/// madvise(DONTNEED) over the whole pages inside `raw` (a read-only private mapping: nothing is lost).
+public func releaseMappedPages(_ raw: UnsafeRawBufferPointer) {
+    guard let base = raw.baseAddress, raw.count > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + page - 1) / page * page
+    let end = (Int(bitPattern: base) + raw.count) / page * page
+    if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
 }
