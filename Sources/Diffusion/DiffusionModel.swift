@@ -217,7 +217,9 @@ public final class DiffusionModel {
                 names += store.names.map { part + "/" + $0 }
             }
         }
-        let lora = try LoRAFusion(specs: options.loras, modelNames: names)
+        let unetConfigURL = folder.appendingPathComponent("unet/config.json")
+        let unetConfig = try wrap("unet") { try loadConfig(UNet2DConditionConfig.self, from: unetConfigURL) }
+        let lora = try LoRAFusion(specs: options.loras, modelNames: names, unetConfig: unetConfig)
         var encoders: [PromptEncoder] = []
         for (tokPart, encPart) in [("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")] {
             guard index.parts[encPart] != nil else { continue }
@@ -233,9 +235,8 @@ public final class DiffusionModel {
         }
 
         let unetFolder = try partFolder("unet")
-        let unetConfigURL = unetFolder.appendingPathComponent("config.json")
         let (unet, unetFiles): (UNet2DConditionModel, [URL]) = try wrap("unet") {
-            let config = try loadConfig(UNet2DConditionConfig.self, from: unetConfigURL)
+            let config = unetConfig
             let raw = try WeightStore(folder: unetFolder, variant: options.variant)
             let store = try lora.apply(to: raw, part: "unet")
             let model = try UNet2DConditionModel(config: config, weights: store, configFile: unetConfigURL.path)

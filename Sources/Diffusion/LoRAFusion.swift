@@ -13,14 +13,25 @@ final class LoRAFusion {
     private var byTarget: [String: [(module: LoRAModule, scale: Float, file: String)]] = [:]
 
     /// `modelNames`: every tensor of the model as "<part>/<name>" (part: unet, text_encoder, text_encoder_2).
-    init(specs: [LoRASpec], modelNames: [String]) throws {
+    /// `unetConfig` adds kohya's SGM-style UNet names (`lora_unet_input_blocks_4_1_...`, common for SDXL).
+    init(specs: [LoRASpec], modelNames: [String], unetConfig: UNet2DConditionConfig? = nil) throws {
+        var aliases: [String: String] = [:]
+        if let unetConfig, !specs.isEmpty {
+            let hasAttn = unetConfig.upBlockTypes.map { $0 == "CrossAttnUpBlock2D" }
+            for name in modelNames where name.hasPrefix("unet/") && name.hasSuffix(".weight") {
+                let local = String(name.dropFirst("unet/".count).dropLast(".weight".count))
+                guard let ldm = LDMKeyMap.ldmUNetName(local, layersPerBlock: unetConfig.layersPerBlock,
+                                                      upBlockHasAttention: hasAttn) else { continue }
+                aliases["lora_unet_" + ldm.replacingOccurrences(of: ".", with: "_")] = name
+            }
+        }
         for spec in specs {
             let url = URL(fileURLWithPath: spec.path)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw PipelineError.lora(path: spec.path, reason: "no such file")
             }
             let modules: [LoRAModule]
-            do { modules = try LoRA.modules(file: url, modelNames: modelNames) } catch {
+            do { modules = try LoRA.modules(file: url, modelNames: modelNames, aliases: aliases) } catch {
                 throw PipelineError.lora(path: spec.path, reason: error.localizedDescription)
             }
             for module in modules { byTarget[module.target, default: []].append((module, spec.scale, spec.path)) }

@@ -38,7 +38,7 @@ extension DiffusionModel {
                 ?? family.unetConfig
         }
         let unetView = try wrap("unet") { try LDMKeyMap.unet(store, config: unetConfig) }
-        let lora = try LoRAFusion(specs: options.loras, modelNames: unetView.names.map { "unet/" + $0 })
+        let lora = try LoRAFusion(specs: options.loras, modelNames: unetView.names.map { "unet/" + $0 }, unetConfig: unetConfig)
         let unet = try wrap("unet") {
             let view = try lora.apply(to: unetView, part: "unet")
             let model = try UNet2DConditionModel(config: unetConfig, weights: view, configFile: path)

@@ -24,7 +24,8 @@ public struct LoRAModule {
 public enum LoRA {
     /// The modules of a LoRA file matched to `modelNames` (the names the fused tensors have in the model
     /// being merged: "unet/..."/"text_encoder/..." for folders, or plain diffusers names).
-    public static func modules(file url: URL, modelNames: [String]) throws -> [LoRAModule] {
+    /// `aliases`: further LoRA module keys -> model tensor names (e.g. kohya's SGM-style SDXL names).
+    public static func modules(file url: URL, modelNames: [String], aliases: [String: String] = [:]) throws -> [LoRAModule] {
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(url: url) } catch {
             throw MergingError.input(name: "lora", path: url.path, message: error.localizedDescription)
@@ -53,6 +54,7 @@ public enum LoRA {
             default: break
             }
         }
+        for (key, name) in aliases where byKey[key] == nil { byKey[key] = name }
         var groups: [String: (down: String?, up: String?, alpha: String?)] = [:]
         for name in file.names {
             let suffixes: [(String, Int)] = [(".lora_down.weight", 0), (".lora_up.weight", 1), (".lora_A.weight", 0),

@@ -70,6 +70,53 @@ public enum LDMKeyMap {
         }
     }
 
+    /// The inverse of `unetName`: a diffusers UNet name -> its LDM/SGM name (without the prefix), or nil.
+    /// Used to match kohya LoRAs that name SDXL modules the SGM way (`lora_unet_input_blocks_4_1_...`).
+    public static func ldmUNetName(_ name: String, layersPerBlock l: Int, upBlockHasAttention: [Bool]) -> String? {
+        let p = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        func tail(_ from: Int) -> String { p.count > from ? p[from...].joined(separator: ".") : "" }
+        func resnetLDM(_ rest: String) -> String {
+            for (ldm, diffusers) in resnetNames where rest.hasPrefix(diffusers + ".") { return ldm + rest.dropFirst(diffusers.count) }
+            return rest
+        }
+        guard p.count >= 2 else { return nil }
+        switch p[0] {
+        case "time_embedding": return p[1] == "linear_1" ? "time_embed.0.\(tail(2))" : p[1] == "linear_2" ? "time_embed.2.\(tail(2))" : nil
+        case "add_embedding": return p[1] == "linear_1" ? "label_emb.0.0.\(tail(2))" : p[1] == "linear_2" ? "label_emb.0.2.\(tail(2))" : nil
+        case "conv_in": return "input_blocks.0.0.\(tail(1))"
+        case "conv_norm_out": return "out.0.\(tail(1))"
+        case "conv_out": return "out.2.\(tail(1))"
+        case "mid_block":
+            guard p.count >= 4 else { return nil }
+            switch (p[1], p[2]) {
+            case ("resnets", "0"): return "middle_block.0.\(resnetLDM(tail(3)))"
+            case ("attentions", "0"): return "middle_block.1.\(tail(3))"
+            case ("resnets", "1"): return "middle_block.2.\(resnetLDM(tail(3)))"
+            default: return nil
+            }
+        case "down_blocks":
+            guard p.count >= 5, let i = Int(p[1]), let j = Int(p[3]) else { return nil }
+            switch p[2] {
+            case "resnets": return "input_blocks.\(1 + i * (l + 1) + j).0.\(resnetLDM(tail(4)))"
+            case "attentions": return "input_blocks.\(1 + i * (l + 1) + j).1.\(tail(4))"
+            case "downsamplers":
+                guard p.count >= 6, p[4] == "conv" else { return nil }
+                return "input_blocks.\(1 + i * (l + 1) + l).0.op.\(tail(5))"
+            default: return nil
+            }
+        case "up_blocks":
+            guard p.count >= 5, let i = Int(p[1]), let j = Int(p[3]), i < upBlockHasAttention.count else { return nil }
+            switch p[2] {
+            case "resnets": return "output_blocks.\(i * (l + 1) + j).0.\(resnetLDM(tail(4)))"
+            case "attentions": return "output_blocks.\(i * (l + 1) + j).1.\(tail(4))"
+            case "upsamplers": return "output_blocks.\(i * (l + 1) + l).\(upBlockHasAttention[i] ? 2 : 1).\(tail(4))"
+            default: return nil
+            }
+        default:
+            return nil
+        }
+    }
+
     /// One VAE name (prefix removed) -> its diffusers name, or nil when unknown.
     /// `blocks` is len(block_out_channels): LDM numbers the decoder's up blocks from the bottom.
     public static func vaeName(_ name: String, blocks n: Int) -> String? {
