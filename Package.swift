@@ -28,6 +28,9 @@ let package = Package(
         .target(name: "CPNGShim", dependencies: ["CPNG"], path: "Sources/CPNGShim",
                 linkerSettings: [.linkedLibrary("png16")]),
 
+        // SHA-256 block compression with the x86 SHA extensions (input hashes of merges).
+        .target(name: "CSHA256", path: "Sources/CSHA256"),
+
         // Libraries (module map: ../shared/DESIGN.md).
         .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: fast),
         .target(name: "SafeTensors", dependencies: ["Kernels"], swiftSettings: fast),
@@ -38,7 +41,7 @@ let package = Package(
             "Kernels", "SafeTensors", "Networks", "Tokenization", "Imaging", "Merging",
         ], swiftSettings: fast),
         .target(name: "Merging", dependencies: [
-            "Kernels", "SafeTensors", .product(name: "Yams", package: "Yams"),
+            "Kernels", "SafeTensors", "CSHA256", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fast),
         .target(name: "Evaluation", dependencies: [
             "Kernels", "Networks", "Tokenization", "Diffusion", "Imaging",
@@ -74,7 +77,7 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion"]),
         .testTarget(name: "MergingTests", dependencies: ["Merging"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
-        .testTarget(name: "EvolutionTests", dependencies: ["Evolution", "Merging", "Evaluation", "Diffusion"]),
+        .testTarget(name: "EvolutionTests", dependencies: ["Evolution", "Merging", "Evaluation", "Diffusion", "Networks", "Kernels"]),
         .testTarget(name: "CLITests", dependencies: ["SafeTensors", "Imaging", "Evaluation", "Tokenization"]),
     ]
 )

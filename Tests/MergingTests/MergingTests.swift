@@ -104,6 +104,22 @@ final class MergeMethodTests: XCTestCase {
         million.withUnsafeBytes { long.update($0) }
         XCTAssertEqual(long.finalize(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
+
+    /// The SHA-extension path and the portable one agree on every length and split of the input.
+    func testSHA256HardwareEqualsPortable() throws {
+        var rng = SystemRandomNumberGenerator()
+        let data = Data((0..<20_000).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        for length in [0, 1, 55, 56, 63, 64, 65, 127, 128, 1000, 4097, 20_000] {
+            var fast = SHA256Hasher(), slow = SHA256Hasher()
+            slow.useHardware = false
+            let piece = data.prefix(length)
+            let cut = length / 3
+            piece.prefix(cut).withUnsafeBytes { fast.update($0); slow.update($0) }
+            piece.dropFirst(cut).withUnsafeBytes { fast.update($0); slow.update($0) }
+            XCTAssertEqual(fast.finalize(), slow.finalize(), "length \(length)")
+        }
+        if !SHA256Hasher.hardware { print("note: no SHA extensions on this CPU; both sides were the portable code") }
+    }
 }
 
 /// Block and module assignment on the real SD1.5 and SDXL UNet tensor names.
