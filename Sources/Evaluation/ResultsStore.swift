@@ -73,7 +73,11 @@ public final class ResultsStore {
     public init(url: URL) throws {
         self.url = url
         do {
-            queue = try DatabaseQueue(path: url.path)
+            // Another process (a report, a second eval) may hold the file's lock for a moment: wait for it
+            // rather than fail with "database is locked".
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(30)
+            queue = try DatabaseQueue(path: url.path, configuration: configuration)
         } catch {
             throw EvaluationError.store(path: url.path, message: "\(error)")
         }
@@ -86,10 +90,18 @@ public final class ResultsStore {
             throw EvaluationError.store(path: url.path, message: "\(error)")
         }
         guard unknown.isEmpty else { throw EvaluationError.newerStore(path: url.path, migrations: unknown) }
-        do {
-            try migrator.migrate(queue)
-        } catch {
-            throw EvaluationError.store(path: url.path, message: "migration failed: \(error)")
+        // GRDB reads the applied migrations before running each in its own transaction, so two processes
+        // opening a new store at once can both try a migration; the loser's transaction rolls back and it
+        // tries again, finding the migration applied.
+        for attempt in 1...4 {
+            do {
+                try migrator.migrate(queue)
+                break
+            } catch {
+                let completed = (try? queue.read { db in try migrator.hasCompletedMigrations(db) }) ?? false
+                if completed { break }
+                if attempt == 4 { throw EvaluationError.store(path: url.path, message: "migration failed: \(error)") }
+            }
         }
     }
 
