@@ -8,6 +8,6 @@ struct JPBench: ParsableCommand {
         commandName: "jpbench",
         abstract: "Benchmark JPGen's kernels, models and jobs; prints one JSON object per measurement.",
         version: jpgenVersion,
-        subcommands: [GemmBench.self, ConvBench.self, OpsBench.self, TextEncoderBench.self, MergeBench.self, UNetBench.self, VAEBench.self, TokenizeBench.self, PipelineBench.self]
+        subcommands: [GemmBench.self, ConvBench.self, OpsBench.self, TextEncoderBench.self, MergeBench.self, UNetBench.self, VAEBench.self, TokenizeBench.self, PipelineBench.self, DemoBench.self]
     )
 }

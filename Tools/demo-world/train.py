@@ -582,7 +582,8 @@ def scorer_metrics(model, n=100):
 @torch.no_grad()
 def sample(unet, te, vae, prompts, seeds, kind):
     """kind 'base': DDIM 25 steps, guidance 5; kind 'lcm': LCMScheduler 4 steps, no guidance. Latents start as
-    torch.randn([1,4,16,16], generator=torch.Generator('cpu').manual_seed(seed)) like diffusers' pipelines."""
+    torch.randn([1,4,16,16], generator=torch.Generator('cpu').manual_seed(seed)) like diffusers' pipelines.
+    DEV must be cpu for the noise to match jpgen's (CPU generators)."""
     from diffusers import DDIMScheduler, LCMScheduler
     if kind == "lcm":
         sch = LCMScheduler.from_config(lcm_scheduler_config())
@@ -592,7 +593,10 @@ def sample(unet, te, vae, prompts, seeds, kind):
         sch.set_timesteps(25)
     ctx = te(*encode(prompts))
     unc = te(*encode([""] * len(prompts)))
-    z = torch.cat([torch.randn([1, 4, 16, 16], generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds]).to(DEV)
+    # One generator per image, as diffusers' pipelines with a generator list (and jpgen --count): the initial
+    # latents, then LCM's per-step noise, come from the image's own generator.
+    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    z = torch.cat([torch.randn([1, 4, 16, 16], generator=g) for g in gens]).to(DEV)
     z = z * sch.init_noise_sigma
     for t in sch.timesteps:
         if kind == "lcm":
@@ -601,7 +605,7 @@ def sample(unet, te, vae, prompts, seeds, kind):
             e = unet(torch.cat([z, z]), t, encoder_hidden_states=torch.cat([unc, ctx])).sample
             eu, ec = e.chunk(2)
             eps = eu + 5.0 * (ec - eu)
-        out = sch.step(eps, t, z)
+        out = sch.step(eps, t, z, generator=gens) if kind == "lcm" else sch.step(eps, t, z)
         z = out.denoised if kind == "lcm" and t == sch.timesteps[-1] else out.prev_sample
     img = vae.decode(z / vae.config.scaling_factor).sample
     return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
