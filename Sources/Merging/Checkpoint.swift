@@ -79,8 +79,12 @@ public final class Checkpoint {
             throw MergingError.input(name: self.name, path: url.path, message: "no tensor \(name)")
         }
         let raw = try entry.file.rawBytes(entry.storedName)
-        var out = [Float](repeating: 0, count: entry.info.shape.reduce(1, *))
-        try out.withUnsafeMutableBufferPointer { try convertToFloat32(raw, dtype: entry.info.dtype, into: $0) }
+        // Every element is written by the conversion, so the array is not zero-filled first.
+        let count = entry.info.shape.reduce(1, *)
+        let out = try [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try convertToFloat32(raw, dtype: entry.info.dtype, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
+            initialized = count
+        }
         releaseMappedPages(raw)
         return out
     }

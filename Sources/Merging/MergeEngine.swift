@@ -167,23 +167,17 @@ public enum MergeEngine {
         let started = Date()
         let recipe = plan.recipe
         var metadata = ["format": "pt", "jpgen_recipe": recipe.text]
-        // Input hashes, one file per worker thread.
+        // Input hashes, computed on a background thread while the tensors are merged; the header gets
+        // fixed-length placeholders that are patched with the digests before the files are renamed.
         let allFiles = recipe.inputs.flatMap { input in plan.checkpoints[input.name]!.files.map { (input.name, $0) } }
-        var digests = [String?](repeating: nil, count: allFiles.count)
-        var hashError: Error?
-        let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: allFiles.count) { i in
-            do {
-                let digest = try SHA256Hasher.file(allFiles[i].1)
-                lock.lock(); digests[i] = digest; lock.unlock()
-            } catch {
-                lock.lock(); hashError = error; lock.unlock()
-            }
+        let placeholders = allFiles.indices.map { i -> String in
+            let tag = "pending\(i)"
+            return tag + String(repeating: "z", count: 64 - tag.count)
         }
-        if let hashError { throw hashError }
+        let hashing = InputHashing(files: allFiles.map(\.1))
         var hashes: [String: [String: String]] = [:]
         for (name, path) in recipe.inputs {
-            let digest = allFiles.indices.filter { allFiles[$0].0 == name }.map { digests[$0]! }.joined(separator: ",")
+            let digest = allFiles.indices.filter { allFiles[$0].0 == name }.map { placeholders[$0] }.joined(separator: ",")
             hashes[name] = ["path": path, "sha256": digest]
         }
         let encoder = JSONEncoder()
@@ -242,6 +236,10 @@ public enum MergeEngine {
                     done += 1
                     progress(MergeProgress(tensorsDone: done, tensorsTotal: plan.items.count, bytesRead: bytes,
                                            seconds: Date().timeIntervalSince(started)))
+                }
+                let digests = try hashing.wait()
+                for (placeholder, digest) in zip(placeholders, digests) {
+                    try writer.patchMetadata(placeholder: placeholder, value: digest)
                 }
                 try writer.finish()
                 written.append(group.url)
@@ -308,4 +306,26 @@ func fnv1a(_ s: String) -> UInt64 {
         h = h &* 0x100_0000_01b3
     }
     return h
+}
+
+/// SHA-256 of the input files on a background thread (one file after another: the merge has the cores).
+final class InputHashing: @unchecked Sendable {
+    private var digests: [String] = []
+    private var failure: Error?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(files: [URL]) {
+        Thread.detachNewThread { [self] in
+            do { digests = try files.map { try SHA256Hasher.file($0) } } catch { failure = error }
+            done.signal()
+        }
+    }
+
+    /// The digests in file order (blocks until they are known; may be called more than once).
+    func wait() throws -> [String] {
+        done.wait()
+        done.signal()
+        if let failure { throw failure }
+        return digests
+    }
 }

@@ -34,6 +34,8 @@ public final class SafeTensorsWriter {
     private let index: [String: Int]
     private var written: [Bool]
     private var finished = false
+    /// The header's JSON bytes as first written (for `patchMetadata`).
+    private var headerJSON: [UInt8] = []
 
     public init(url: URL, entries: [(name: String, dtype: SafeTensorsDType, shape: [Int])],
                 metadata: [String: String]) throws {
@@ -61,6 +63,7 @@ public final class SafeTensorsWriter {
         }
         self.layout = layout
         var header = safeTensorsHeaderBytes(layout, metadata: metadata)
+        self.headerJSON = header
         var prefix = [UInt8](repeating: 0, count: 8)
         let n = UInt64(header.count)
         for i in 0..<8 { prefix[i] = UInt8(truncatingIfNeeded: n >> (8 * UInt64(i))) }
@@ -129,6 +132,26 @@ public final class SafeTensorsWriter {
         }
         try writeAll(raw, at: dataStart + info.byteRange.lowerBound)
         written[i] = true
+    }
+
+    /// Replaces a placeholder in the header (e.g. a digest computed while the tensors were written)
+    /// with a value of the same UTF-8 length, before `finish()`. The placeholder must occur exactly once.
+    public func patchMetadata(placeholder: String, value: String) throws {
+        let old = Array(placeholder.utf8), new = Array(value.utf8)
+        guard old.count == new.count, !old.isEmpty else {
+            throw SafeTensorsError.writeFailed(file: url.path, reason: "metadata patch of a different length")
+        }
+        var hits: [Int] = []
+        if headerJSON.count >= old.count {
+            for i in 0...(headerJSON.count - old.count) where headerJSON[i] == old[0] && Array(headerJSON[i..<(i + old.count)]) == old {
+                hits.append(i)
+            }
+        }
+        guard hits.count == 1 else {
+            throw SafeTensorsError.writeFailed(file: url.path, reason: "metadata placeholder found \(hits.count) times")
+        }
+        headerJSON.replaceSubrange(hits[0]..<(hits[0] + old.count), with: new)
+        try new.withUnsafeBytes { try writeAll($0, at: 8 + hits[0]) }
     }
 
     /// Checks every entry was written, fsyncs, and renames the temporary file onto `url`.

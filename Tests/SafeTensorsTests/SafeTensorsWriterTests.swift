@@ -94,6 +94,25 @@ final class SafeTensorsWriterTests: XCTestCase {
         XCTAssertEqual(f.metadata, ["k": "v"])
     }
 
+    /// A digest known only after the tensors are written replaces its placeholder in the header.
+    func testPatchMetadataPlaceholder() throws {
+        let scratch = try scratchDirectory("patch")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let url = scratch.appendingPathComponent("p.safetensors")
+        let placeholder = "pending0" + String(repeating: "z", count: 56)
+        let writer = try SafeTensorsWriter(url: url, entries: [("x", .F32, [2])], metadata: ["sha": placeholder, "k": "v"])
+        try [Float(1), 2].withUnsafeBufferPointer { try writer.write("x", float32: $0) }
+        XCTAssertThrowsError(try writer.patchMetadata(placeholder: placeholder, value: "short"))
+        XCTAssertThrowsError(try writer.patchMetadata(placeholder: "absent" + String(repeating: "z", count: 58),
+                                                      value: String(repeating: "a", count: 64)))
+        let digest = String(repeating: "0123456789abcdef", count: 4)
+        try writer.patchMetadata(placeholder: placeholder, value: digest)
+        try writer.finish()
+        let file = try SafeTensorsFile(url: url)
+        XCTAssertEqual(file.metadata, ["sha": digest, "k": "v"])
+        XCTAssertEqual(try file.tensor("x").scalars, [1, 2])
+    }
+
     func testWriterMisuseErrors() throws {
         let scratch = try scratchDirectory("misuse")
         defer { try? FileManager.default.removeItem(at: scratch) }
