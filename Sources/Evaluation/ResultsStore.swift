@@ -81,26 +81,29 @@ public final class ResultsStore {
         } catch {
             throw EvaluationError.store(path: url.path, message: "\(error)")
         }
+        try Self.checkAndMigrate(queue, path: url.path)
+    }
+
+    /// Refuses a store written by a newer schema, then applies the migrations it lacks.
+    /// GRDB reads the applied migrations before running each in its own transaction, so two processes
+    /// opening a new store at once can race (one sees the other's half-made schema, or repeats its
+    /// migration, which rolls back): the loser waits a moment and checks again.
+    static func checkAndMigrate(_ queue: DatabaseQueue, path: String) throws {
         let migrator = Self.migrator
-        let unknown: [String]
-        do {
-            let applied = try queue.read { db in try migrator.appliedIdentifiers(db) }
-            unknown = applied.subtracting(migrator.migrations).sorted()
-        } catch {
-            throw EvaluationError.store(path: url.path, message: "\(error)")
-        }
-        guard unknown.isEmpty else { throw EvaluationError.newerStore(path: url.path, migrations: unknown) }
-        // GRDB reads the applied migrations before running each in its own transaction, so two processes
-        // opening a new store at once can both try a migration; the loser's transaction rolls back and it
-        // tries again, finding the migration applied.
-        for attempt in 1...4 {
+        var attempt = 0
+        while true {
+            attempt += 1
             do {
+                let applied = try queue.read { db in try migrator.appliedIdentifiers(db) }
+                let unknown = applied.subtracting(migrator.migrations).sorted()
+                guard unknown.isEmpty else { throw EvaluationError.newerStore(path: path, migrations: unknown) }
                 try migrator.migrate(queue)
-                break
+                return
+            } catch let error as EvaluationError {
+                throw error
             } catch {
-                let completed = (try? queue.read { db in try migrator.hasCompletedMigrations(db) }) ?? false
-                if completed { break }
-                if attempt == 4 { throw EvaluationError.store(path: url.path, message: "migration failed: \(error)") }
+                if attempt == 5 { throw EvaluationError.store(path: path, message: "migration failed: \(error)") }
+                usleep(UInt32(20_000 * attempt))
             }
         }
     }
