@@ -1,0 +1,175 @@
+// The evolve fitness and setup on the bundled demo models (tiny). The models may be replaced by a newer
+// export, so no score is asserted, only structure and determinism.
+
+import Diffusion
+import Evaluation
+import Foundation
+import Merging
+import XCTest
+
+@testable import Evolution
+
+final class MergeFitnessTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    var folder: URL!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("evolve-fitness-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Data("""
+            seeds: [3, 4]
+            prompts:
+              - {id: fuji, ja: 青空の富士、写真風, split: search}
+              - {id: pagoda, ja: 夜の五重塔と月、浮世絵風, split: search}
+              - {id: judge, ja: 夕焼けの江ノ島, split: held-out}
+            """.utf8).write(to: folder.appendingPathComponent("suite.yaml"))
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    func model(_ name: String) -> String { Self.root.appendingPathComponent("Models/\(name)").path }
+
+    func recipe(components: String = "components: {text_encoder: copy lcm, vae: copy lcm}", lcm: String? = nil,
+                fitness: String = "sampler: lcm, steps: 2, seeds_per_prompt: 1") throws -> EvolveRecipe {
+        let text = """
+            inputs: {base: \(model("demo-base")), lcm: \(lcm ?? model("demo-lcm")), ukiyoe: \(model("demo-ukiyoe"))}
+            method: ties
+            base: base
+            parameters:
+              weight: {lcm: 1.0, ukiyoe: 0.3}
+              density: {lcm: 0.9, ukiyoe: 0.5}
+            \(components)
+            dtype: fp16
+            evolve:
+              parameters:
+                - {path: parameters.weight.ukiyoe, min: 0, max: 1, init: 0.3}
+              generations: 1
+              fitness: {suite: suite.yaml, scorer: \(model("demo-scorer")), \(fitness)}
+            """
+        let url = folder.appendingPathComponent("r.yaml")
+        try Data(text.utf8).write(to: url)
+        return try EvolveRecipe(contentsOf: url)
+    }
+
+    func testSetupResolvesPathsSplitAndPipelineSources() throws {
+        let setup = try EvolveSetup(recipe: try recipe())
+        XCTAssertEqual(setup.suitePath, folder.appendingPathComponent("suite.yaml").standardizedFileURL.path)
+        XCTAssertEqual(setup.split, .search)
+        XCTAssertEqual(setup.cases.map { "\($0.prompt.id)/\($0.seed)" }, ["fuji/3", "pagoda/3"], "seeds_per_prompt: 1 keeps the first seed")
+        XCTAssertEqual(setup.allCases(in: .heldOut).map { "\($0.prompt.id)/\($0.seed)" }, ["judge/3", "judge/4"])
+        XCTAssertEqual(setup.pipelineSource, model("demo-lcm"), "text_encoder: copy lcm")
+        XCTAssertNil(setup.vaeSource)
+        XCTAssertEqual(setup.unetConfigURL.path, model("demo-base") + "/unet/config.json", "the reference input's UNet config")
+        XCTAssertEqual(setup.settings, GenerationSettings(sampler: "lcm", steps: 2))
+
+        // Merged text encoder / VAE: accepted when identical in every input (the demo models share them).
+        let merged = try EvolveSetup(recipe: try recipe(components: ""))
+        XCTAssertEqual(merged.pipelineSource, model("demo-base"), "no copy: the base input")
+    }
+
+    func testMergedComponentThatDiffersIsRefused() throws {
+        // A copy of demo-lcm whose text encoder differs in its last byte.
+        let copy = folder.appendingPathComponent("lcm-copy")
+        try FileManager.default.copyItem(atPath: model("demo-lcm"), toPath: copy.path)
+        let weights = copy.appendingPathComponent("text_encoder/model.safetensors")
+        var data = try Data(contentsOf: weights)
+        data[data.count - 1] ^= 0x01
+        try data.write(to: weights)
+        XCTAssertThrowsError(try EvolveSetup(recipe: try recipe(components: "", lcm: copy.path))) {
+            XCTAssertEqual(($0 as? EvolutionError)?.errorDescription,
+                           "\(folder.appendingPathComponent("r.yaml").path): components.text_encoder is merged, but the inputs' text_encoder weights differ and evolve rebuilds only the UNet per candidate: set 'components: {text_encoder: copy INPUT}'")
+        }
+        XCTAssertNoThrow(try EvolveSetup(recipe: try recipe(lcm: copy.path)), "copying the text encoder is fine")
+    }
+
+    func testBadFitnessSettingsNameTheKey() throws {
+        func message(_ fitness: String) -> String {
+            do { _ = try EvolveSetup(recipe: try recipe(fitness: fitness)); return "no error" } catch {
+                return (error as? LocalizedError)?.errorDescription ?? "\(error)"
+            }
+        }
+        XCTAssertTrue(message("split: nope").hasSuffix("evolve.fitness.split: unknown split 'nope' (search or held-out)"))
+        XCTAssertTrue(message("penalties: {size: 1}").hasSuffix("evolve.fitness.penalties: unknown penalty 'size' (known: steps)"))
+        XCTAssertTrue(message("seeds_per_prompt: 0").hasSuffix("evolve.fitness.seeds_per_prompt must be at least 1, got 0"))
+    }
+
+    func testCandidateIsTheModelThatMergeWritesAndFitnessIsDeterministic() throws {
+        let fitness = try MergeFitness(setup: try EvolveSetup(recipe: try recipe()))
+        let request = CandidateRequest(generation: 1, candidate: 2, parameters: ["parameters.weight.ukiyoe": 0.6])
+        let first = try fitness.evaluate(request)
+        let second = try fitness.evaluate(request)
+        XCTAssertEqual(first.generation, 1)
+        XCTAssertEqual(first.candidate, 2)
+        XCTAssertEqual(first.fitness, second.fitness, "bit-identical on a repeat")
+        XCTAssertEqual(first.scores, second.scores)
+        XCTAssertEqual(Set(first.scores.keys), ["fuji/3", "pagoda/3"])
+        XCTAssertEqual(first.fitness, first.scores.values.reduce(0, +) / 2, accuracy: 1e-12, "mean over prompts and seeds")
+
+        // The same values merged to disk by the engine and loaded back score the same (fp16 rounding included).
+        let output = folder.appendingPathComponent("merged").path
+        let text = try EvolveOutputs.bestRecipe(setup: fitness.setup, values: request.parameters, output: output, comment: "test")
+        let recipeURL = folder.appendingPathComponent("best.yaml")
+        try Data(text.utf8).write(to: recipeURL)
+        XCTAssertEqual(try EvolveOutputs.merge(recipeAt: recipeURL), output)
+        let written = fitness.pipeline.replacingUNet(try DiffusionModel.load(output).unet)
+        XCTAssertEqual(try fitness.score(written).scores, first.scores)
+
+        // A different candidate gives a different model.
+        let other = try fitness.evaluate(CandidateRequest(generation: 1, candidate: 3, parameters: ["parameters.weight.ukiyoe": 0.0]))
+        XCTAssertNotEqual(other.scores, first.scores)
+    }
+
+    func testBestRecipeIsAPlainRecipeWithAbsolutePaths() throws {
+        let setup = try EvolveSetup(recipe: try recipe())
+        let text = try EvolveOutputs.bestRecipe(setup: setup, values: ["parameters.weight.ukiyoe": 0.25], output: "/tmp/out",
+                                                comment: "line one\nline two")
+        XCTAssertTrue(text.hasPrefix("# line one\n# line two\n"), text)
+        let parsed = try Recipe(yaml: text, path: "best.yaml", relativeTo: URL(fileURLWithPath: "/nonexistent"))
+        XCTAssertEqual(parsed.inputs.map(\.path), [model("demo-base"), model("demo-lcm"), model("demo-ukiyoe")])
+        XCTAssertEqual(try parsed.parameter("weight", input: "ukiyoe", tensor: "unet/conv_in.weight", fallback: 0), 0.25)
+        XCTAssertEqual(parsed.output, "/tmp/out")
+        XCTAssertFalse(text.contains("evolve"))
+    }
+
+    func testWorkerLoopAnswersOneLinePerRequest() throws {
+        var lines = [
+            #"{"generation":1,"candidate":0,"parameters":{"w":0.25}}"#, "",
+            #"{"generation":1,"candidate":1,"parameters":{"w":0.5}}"#,
+        ]
+        var written: [String] = []
+        let answered = try WorkerLoop.run(readLine: { lines.isEmpty ? nil : lines.removeFirst() }, write: { written.append($0) }) {
+            CandidateResult(generation: $0.generation, candidate: $0.candidate, fitness: $0.parameters["w"]!, scores: ["p/1": 1], seconds: 0)
+        }
+        XCTAssertEqual(answered, 2)
+        let results = try written.map { try JSONDecoder().decode(CandidateResult.self, from: Data($0.utf8)) }
+        XCTAssertEqual(results.map(\.fitness), [0.25, 0.5])
+        XCTAssertFalse(written.contains { $0.contains("\n") })
+
+        var bad = ["not json"]
+        XCTAssertThrowsError(try WorkerLoop.run(readLine: { bad.isEmpty ? nil : bad.removeFirst() }, write: { _ in }) { _ in
+            XCTFail("no request")
+            throw EvolutionError.tellWithoutAsk
+        }) {
+            XCTAssertEqual($0 as? EvolutionError, .invalidParameter("worker: a request line is not a candidate request: not json"))
+        }
+    }
+
+    func testStorageRounding() {
+        var values: [Float] = [1.0 / 3.0, 65504, 1e-8, -2.5, 70000]
+        roundToStorage(&values, dtype: "F16")
+        XCTAssertEqual(values[0], Float(Float16(1.0 / 3.0)))
+        XCTAssertEqual(values[1], 65504)
+        XCTAssertEqual(values[3], -2.5)
+        XCTAssertEqual(values[4], .infinity, "beyond the f16 range")
+        var bf: [Float] = [1.0 / 3.0, 1 + 1.0 / 256, 1 + 3.0 / 256]
+        roundToStorage(&bf, dtype: "BF16")
+        XCTAssertEqual(bf[0], Float(bitPattern: 0x3EAB_0000), "0x3EAAAAAB rounds up")
+        XCTAssertEqual(bf[1], 1, "a tie rounds to even (down)")
+        XCTAssertEqual(bf[2], 1 + 4.0 / 256, "a tie rounds to even (up)")
+        var f32: [Float] = [1.0 / 3.0]
+        roundToStorage(&f32, dtype: "F32")
+        XCTAssertEqual(f32[0], 1.0 / 3.0)
+    }
+}
