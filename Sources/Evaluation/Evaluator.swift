@@ -90,22 +90,25 @@ public final class Evaluator {
     }
 
     /// Generates and stores the cases of `model` that are not stored yet, at most `limit` of them.
-    /// `settings` are the caller's overrides; the model's defaults fill the rest.
-    public func evaluate(model: DiffusionModel, settings: GenerationSettings, limit: Int? = nil,
-                         progress: (EvaluationProgress) -> Void = { _ in }) throws -> ModelEvaluation {
+    /// `settings` are the caller's overrides; the model's defaults fill the rest. `name` and `hash` identify
+    /// the model in the store (default: its folder name and the short hash of its UNet files); give them for
+    /// a model whose weights are not its files' (a merge candidate built in memory with `replacingUNet`).
+    public func evaluate(model: DiffusionModel, name: String? = nil, hash: String? = nil, settings: GenerationSettings,
+                         limit: Int? = nil, progress: (EvaluationProgress) -> Void = { _ in }) throws -> ModelEvaluation {
         let resolved = settings.resolved(for: model)
-        let hash = try ModelHash.short(files: model.identityFiles)
+        let hash = try hash ?? ModelHash.short(files: model.identityFiles)
+        let name = name ?? model.name
         let all = cases
         let stored = try storedRows(hash: hash, settings: resolved)
         try checkPromptTexts(stored)
         let storedKeys = Set(stored.map { "\($0.promptId)\u{0}\($0.seed)" })
         let missing = all.filter { !storedKeys.contains("\($0.prompt.id)\u{0}\($0.seed)") }
         let todo = Array(missing.prefix(max(0, limit ?? missing.count)))
-        var outcome = ModelEvaluation(name: model.name, path: model.path, hash: hash, settings: resolved, cases: all.count,
+        var outcome = ModelEvaluation(name: name, path: model.path, hash: hash, settings: resolved, cases: all.count,
                                       alreadyStored: all.count - missing.count, generated: 0)
         guard !todo.isEmpty else { return outcome }
 
-        let folder = imageFolder.appendingPathComponent(Self.fileSafe("\(model.name)-\(hash)"))
+        let folder = imageFolder.appendingPathComponent(Self.fileSafe("\(name)-\(hash)"))
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
@@ -117,16 +120,16 @@ public final class Evaluator {
             let file = folder.appendingPathComponent(Self.imageFileName(promptId: scored.promptId, seed: scored.seed, settings: resolved))
             let parameters = GenerationParameters(
                 prompt: prompt.ja, steps: resolved.steps!, sampler: Self.displayName(sampler: resolved.sampler!), cfgScale: resolved.cfg!,
-                seed: scored.seed, width: resolved.width!, height: resolved.height!, modelHash: hash, model: model.name,
+                seed: scored.seed, width: resolved.width!, height: resolved.height!, modelHash: hash, model: name,
                 extra: [("Prompt id", prompt.id), ("Suite", suite.name), ("Score", String(format: "%.6f", scored.score)),
                         ("Scorer", scorerID)] + extraParameters)
             try writePNG(scored.image, to: file, text: [parameters.pngText])
-            let row = ImageResult(model: model.name, modelHash: hash, suite: suite.name, promptId: prompt.id, prompt: prompt.ja,
+            let row = ImageResult(model: name, modelHash: hash, suite: suite.name, promptId: prompt.id, prompt: prompt.ja,
                                   tags: prompt.tags, seed: scored.seed, settings: resolved.json, scorer: scorerID,
                                   score: scored.score, seconds: scored.seconds, imagePath: file.path)
             try store.insert(row)
             outcome.generated += 1
-            progress(EvaluationProgress(model: model.name, promptId: prompt.id, seed: scored.seed, score: scored.score,
+            progress(EvaluationProgress(model: name, promptId: prompt.id, seed: scored.seed, score: scored.score,
                                         seconds: scored.seconds, done: outcome.alreadyStored + outcome.generated,
                                         total: all.count))
         }

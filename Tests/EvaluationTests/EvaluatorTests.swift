@@ -1,8 +1,9 @@
-// Evaluator pieces that the CLI tests do not reach: image file names, the scorer's identity, and a
-// stored prompt id whose text differs from the suite's (refused instead of silently reused).
+// Evaluator pieces that the CLI tests do not reach: image file names, the scorer's identity, a caller-given
+// model identity with a budget, and a stored prompt id whose text differs from the suite's (refused, not reused).
 
 import Diffusion
 import Foundation
+import Imaging
 import XCTest
 
 @testable import Evaluation
@@ -39,6 +40,32 @@ final class EvaluatorTests: XCTestCase {
             XCTAssertEqual($0 as? EvaluationError,
                            .unreadableFile(path: self.directory.path, reason: "the scorer folder has no .safetensors weights"))
         }
+    }
+
+    /// A model named and hashed by the caller (a merge candidate in memory): rows, image folder and PNG carry that
+    /// identity, and --limit-style budgets stop early and resume.
+    func testCallerGivenIdentityAndLimit() throws {
+        let suite = try PromptSuite(yaml: "seeds: [1, 2]\nprompts:\n  - {id: fuji, ja: 富士山, tags: [fuji]}\n", name: "s")
+        let store = try ResultsStore(url: directory.appendingPathComponent("r.sqlite"))
+        let scorer = try CLIPScorer(folder: models.appendingPathComponent("demo-scorer"))
+        let evaluator = try Evaluator(suite: suite, split: nil, store: store, scorer: scorer, imageFolder: directory.appendingPathComponent("img"))
+        let model = try DiffusionModel.load(models.appendingPathComponent("demo-lcm").path)
+        var seen: [EvaluationProgress] = []
+        let first = try evaluator.evaluate(model: model, name: "candidate 7", hash: "c0ffee", settings: GenerationSettings(), limit: 1) {
+            seen.append($0)
+        }
+        XCTAssertEqual([first.generated, first.alreadyStored, first.cases], [1, 0, 2])
+        XCTAssertEqual(seen.map { "\($0.model) \($0.promptId) \($0.seed) \($0.done)/\($0.total)" }, ["candidate 7 fuji 1 1/2"])
+        let second = try evaluator.evaluate(model: model, name: "candidate 7", hash: "c0ffee", settings: GenerationSettings())
+        XCTAssertEqual([second.generated, second.alreadyStored], [1, 1])
+        let rows = try store.all()
+        XCTAssertEqual(rows.map(\.model), ["candidate 7", "candidate 7"])
+        XCTAssertEqual(rows.map(\.modelHash), ["c0ffee", "c0ffee"])
+        XCTAssertEqual(rows.map(\.seed), [1, 2])
+        XCTAssertEqual(try evaluator.storedRows(hash: "c0ffee", settings: second.settings), rows)
+        XCTAssertEqual(rows[0].imagePath, directory.appendingPathComponent("img/candidate_7-c0ffee/fuji-1-lcm-4-cfg1-64x64.png").path)
+        let png = try readPNG(URL(fileURLWithPath: rows[1].imagePath))
+        XCTAssertTrue(png.text("parameters")?.contains("Model hash: c0ffee, Model: candidate 7") ?? false)
     }
 
     func testAStoredPromptIdWithAnotherTextIsRefused() throws {
