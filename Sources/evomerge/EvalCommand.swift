@@ -31,7 +31,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Only the prompts of this split: search or held-out (default: every prompt).")
     var split: String?
 
-    @Option(help: "A CLIP-style scorer folder (default for demo models: the bundled Models/demo-scorer).")
+    @Option(help: "A CLIP-style scorer folder (default for demo models: $JPGEN_SCORER, else the bundled Models/demo-scorer).")
     var scorer: String?
 
     @Flag(help: "Score against the prompts' English text (when they have one) instead of the Japanese.")
