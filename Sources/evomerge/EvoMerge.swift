@@ -8,6 +8,6 @@ struct EvoMerge: ParsableCommand {
         commandName: "evomerge",
         abstract: "Merge checkpoints by a YAML recipe, evolve recipes with CMA-ES, evaluate on prompt suites.",
         version: jpgenVersion,
-        subcommands: [MergeCommand.self, EvalCommand.self, ReportCommand.self]
+        subcommands: [MergeCommand.self, EvolveCommand.self, EvalCommand.self, ReportCommand.self, WorkerCommand.self]
     )
 }

@@ -1,0 +1,27 @@
+// evomerge worker RECIPE.yaml (hidden): one evaluation worker of `evomerge evolve`. Loads the fitness
+// pipeline and scorer once, then answers candidate requests read as JSON lines on stdin with results
+// as JSON lines on stdout (Sources/Evolution/ProcessPoolEvaluator.swift), until stdin ends.
+import ArgumentParser
+import Evolution
+import Foundation
+import Kernels
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Evaluation worker of `evomerge evolve` (JSON lines on stdin/stdout).",
+        shouldDisplay: false)
+
+    @Argument(help: "The recipe being evolved (YAML with an 'evolve:' section).")
+    var recipe: String
+
+    @Option(help: "Threads for this worker's kernels.")
+    var threads: Int?
+
+    func run() throws {
+        if let threads { setThreadCount(threads) }
+        let setup = try EvolveSetup(recipe: try EvolveRecipe(contentsOf: URL(fileURLWithPath: recipe)))
+        let fitness = try MergeFitness(setup: setup)
+        try WorkerLoop.run(evaluate: fitness.evaluate)
+    }
+}
