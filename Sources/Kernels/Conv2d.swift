@@ -10,6 +10,7 @@
 //    row dy are a strided [C*kw, rows*W'] matrix, and out += W_dy[O, C*kw] buf[:, dy...]: kh sgemms
 //    on a weight reordered to [kh, O, C*kw]. It copies 1/kh of im2col's buffer plus the weight,
 //    so `.automatic` takes it when that is cheaper (large planes, few channels).
+// 4. Winograd F(m x m, 3 x 3) for 3x3, stride 1, padding 1 with enough channels: Conv2dWinograd.swift.
 // Formulations 2 and 3 tile over output rows so a buffer stays under `convBufferBudget` floats
 // (or one tile of `convMinimumTileColumns` output pixels, if that is larger).
 // Tiles run either one after another (copies spread by parallelFor, sgemm on OpenBLAS's threads) or,
@@ -38,13 +39,20 @@ nonisolated(unsafe) public var conv2dAlgorithm = Conv2dAlgorithm.automatic
 nonisolated(unsafe) public var conv2dWorkerTiles: Bool? = nil
 
 /// Convolution. x: [N, C, H, W], weight: [O, C, kh, kw], bias: [O] or nil -> [N, O, H', W'].
-public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) -> Tensor {
+/// 3x3, stride 1, padding 1 goes through Winograd (Conv2dWinograd.swift) where `conv2dWinogradTile`
+/// says it pays, with the filter from `winograd` (kept there) or transformed for this call.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
+                   winograd: WinogradFilterCache? = nil) -> Tensor {
     precondition(x.rank == 4 && weight.rank == 4, "conv2d needs x [N, C, H, W] and weight [O, C, kh, kw], got \(x.shape), \(weight.shape)")
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     let o = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
     precondition(weight.shape[1] == c, "conv2d: weight \(weight.shape) expects \(weight.shape[1]) input channels, x \(x.shape) has \(c)")
     precondition(stride >= 1 && padding >= 0, "conv2d: stride \(stride), padding \(padding)")
     if let bias { precondition(bias.count == o, "conv2d bias \(bias.shape) for \(o) output channels") }
+    if let tile = conv2dWinogradTile(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, stride: stride, padding: padding) {
+        let filter = winograd?.filter(for: weight, tile: tile) ?? winogradFilter(weight, tile: tile)
+        return conv2dWinograd(x, filter: filter, bias: bias)
+    }
     let hp = h + 2 * padding, wp = w + 2 * padding
     precondition(hp >= kh && wp >= kw, "conv2d: kernel \(kh)x\(kw) larger than padded input \(hp)x\(wp)")
     let ho = (hp - kh) / stride + 1, wo = (wp - kw) / stride + 1

@@ -3,6 +3,8 @@
 // GFLOP/s of cblas_sgemm on the same-sized product [O, C*kh*kw] x [C*kh*kw, H'*W'], and the
 // percentage of the GFLOP/s of a large square cblas_sgemm (--reference-size); the three are timed
 // round-robin (conv, same-shape sgemm, square sgemm, conv, ...) so they share the machine's load.
+// With Winograd (3x3, stride 1, padding 1; --winograd) the GFLOP/s still count the direct
+// convolution's multiply-adds, so they can exceed sgemm's.
 
 import ArgumentParser
 import Kernels
@@ -28,6 +30,15 @@ struct ConvBench: ParsableCommand {
 
     @Option(help: "How conv2d spreads its row tiles: auto, workers (one sgemm per thread) or sequential.")
     var tiles: String = "auto"
+
+    @Option(help: "Winograd for 3x3 stride-1 padding-1: \(Conv2dWinogradMode.allCases.map(\.rawValue).joined(separator: ", ")) (the filter transform is timed with each call unless --cache-filter).")
+    var winograd: String = Conv2dWinogradMode.automatic.rawValue
+
+    @Option(help: "Winograd tiles per block (default: the library's).")
+    var winogradBlock: Int?
+
+    @Flag(help: "Keep the Winograd filter between calls, as the networks' conv weights do.")
+    var cacheFilter = false
 
     @OptionGroup var options: KernelBenchOptions
 
@@ -55,6 +66,9 @@ struct ConvBench: ParsableCommand {
             throw ValidationError("--tiles must be auto, workers or sequential, got '\(tiles)'")
         }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard Conv2dWinogradMode(rawValue: winograd) != nil else {
+            throw ValidationError("--winograd must be one of \(Conv2dWinogradMode.allCases.map(\.rawValue)), got '\(winograd)'")
+        }
         for s in shapes where parsedShape(s) == nil {
             throw ValidationError("shape '\(s)' is not C:HxW or Cin:Cout:HxW:k:stride:pad")
         }
@@ -65,6 +79,8 @@ struct ConvBench: ParsableCommand {
         conv2dAlgorithm = Conv2dAlgorithm(rawValue: algorithm)!
         conv2dWorkerTiles = tiles == "auto" ? nil : tiles == "workers"
         if let budget { convBufferBudget = budget }
+        conv2dWinograd = Conv2dWinogradMode(rawValue: winograd)!
+        if let winogradBlock { winogradBlockTiles = winogradBlock }
         let r = options.referenceSize
         let square = SgemmProblem(m: r, n: r, k: r)
         for s in shapes {
@@ -75,9 +91,12 @@ struct ConvBench: ParsableCommand {
             let x = benchTensor([batch, sh.cin, sh.h, sh.w], seed: 5)
             let w = benchTensor([sh.cout, sh.cin, sh.k, sh.k], seed: 6)
             let b = benchTensor([sh.cout], seed: 7)
+            let cache = cacheFilter ? WinogradFilterCache() : nil
+            let tile = conv2dWinogradTile(n: batch, c: sh.cin, h: sh.h, w: sh.w, o: sh.cout, kh: sh.k, kw: sh.k,
+                                          stride: sh.stride, padding: sh.pad)
             let same = SgemmProblem(m: sh.cout, n: ho * wo * batch, k: kdim)
             let t = timeInterleaved(options.repetitions, [
-                { _ = conv2d(x, weight: w, bias: b, stride: sh.stride, padding: sh.pad) },
+                { _ = conv2d(x, weight: w, bias: b, stride: sh.stride, padding: sh.pad, winograd: cache) },
                 { same.run() },
                 { square.run() },
             ])
@@ -87,7 +106,7 @@ struct ConvBench: ParsableCommand {
             let squareGflops = square.flops / t[2].best / 1e9
             printJSONLine([
                 ("bench", "conv"), ("batch", batch), ("cin", sh.cin), ("cout", sh.cout), ("h", sh.h), ("w", sh.w),
-                ("kernel", sh.k), ("stride", sh.stride), ("padding", sh.pad), ("algorithm", algorithm), ("tiles", tiles), ("buffer_budget", convBufferBudget),
+                ("kernel", sh.k), ("stride", sh.stride), ("padding", sh.pad), ("algorithm", algorithm), ("winograd_tile", tile ?? 0), ("cached_filter", cacheFilter), ("tiles", tiles), ("buffer_budget", convBufferBudget),
                 ("threads", threads),
                 ("repetitions", options.repetitions),
                 ("seconds", ours.best), ("median_seconds", ours.median), ("cpu_seconds", ours.cpu), ("gflops", gflops),

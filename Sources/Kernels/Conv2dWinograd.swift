@@ -1,0 +1,465 @@
+// Winograd convolution for 3x3 kernels, stride 1, padding 1 (Lavin & Gray 2016, "Fast Algorithms
+// for Convolutional Neural Networks", F(m x m, 3 x 3)). Each m x m output tile is
+//   Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A
+// from an alpha x alpha input tile d (alpha = m + 2, overlapping by 2) and the 3x3 kernel g.
+// Summed over input channels, the elementwise product at each of the alpha^2 transform positions p
+// is a matrix product, so a layer is:
+// 1. U[p, o, c] = (G g[o, c] G^T)[p]                   once per weight (`winogradFilter`)
+// 2. V[p, c, t] = (B^T d[c, t] B)[p]                   per block of tiles t
+// 3. M[p] = U[p] [O, C] x V[p] [C, tiles]               alpha^2 sgemms
+// 4. out[o, tile t] = A^T M[:, o, t] A + bias[o]
+// m = 2 multiplies 2.25x fewer, m = 4 4x fewer than direct convolution; the transforms are additions
+// (memory-bound), and float32 rounding grows with m (measured in Conv2dWinogradTests).
+// Transforms run on 16 tiles at a time (SIMD16 lanes); blocks of `winogradBlockTiles` tiles keep the
+// V and M buffers small. Blocks run on worker threads (each one transform, sgemms, output transform,
+// single-threaded sgemm; blocks claimed one at a time so a descheduled worker does not hold up the
+// others), or, with fewer blocks than threads, one after another with the channels and positions
+// split over threads.
+
+import Foundation
+
+typealias WinogradVector = SIMD16<Float>
+private let winogradLanes = 16
+
+/// Tiles per block (the sgemms' column count), or nil for `winogradDefaultBlockTiles`. Buffers per
+/// worker: alpha^2 (C + O) tiles floats.
+nonisolated(unsafe) public var winogradBlockTiles: Int? = nil
+
+/// Tiles per block by channel counts, measured with `jpbench conv -t 1 --cache-filter` (F(4x4),
+/// share of a square sgemm's GFLOP/s on one core; direct convolution would be ~95%): 128 channels
+/// 215% with 32 tiles, 205-215% with 16-48, 170-180% with 128-256; 256 channels 250% with 128,
+/// 200-230% with 64, 96 or 192; 512 channels 285% with 128, 265% with 64, 240% with 256.
+func winogradDefaultBlockTiles(c: Int, o: Int) -> Int {
+    c + o <= 256 ? 32 : 128
+}
+
+/// A 3x3 weight in the Winograd domain for output tiles of `tile` x `tile`.
+public struct WinogradFilter {
+    /// Output tile size m (2 or 4); the transform uses alpha = m + 2.
+    public let tile: Int
+    public let outChannels: Int
+    public let inChannels: Int
+    /// U: [alpha^2, O, C]
+    public let transformed: Tensor
+}
+
+// Transform matrices (Lavin & Gray 2016, section 4.1 for F(2x2, 3x3), 4.2 for F(4x4, 3x3)), written
+// out as 1-D transforms of vectors of 16 lanes below: G (filter), B^T (input), A^T (output).
+
+/// U = G g G^T for every (o, c). weight: [O, C, 3, 3] -> U [alpha^2, O, C], alpha = tile + 2.
+public func winogradFilter(_ weight: Tensor, tile: Int) -> WinogradFilter {
+    precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3,
+                 "winogradFilter needs a [O, C, 3, 3] weight, got \(weight.shape)")
+    precondition(tile == 2 || tile == 4, "winogradFilter: tile \(tile) is not 2 or 4")
+    let o = weight.shape[0], c = weight.shape[1], alpha = tile + 2, a2 = alpha * alpha, lanes = winogradLanes
+    let u = Tensor(uninitializedShape: [a2, o, c])
+    let dst = u.fresh, src = weight.base, plane = o * c
+    parallelFor(o) { oc in
+        // vec[0..<9]: the kernel of 16 input channels; vec[9..<9 + 3 alpha]: G g; then U.
+        let count = 9 + 3 * alpha + a2
+        let vec = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<WinogradVector>.stride, alignment: 64)
+            .bindMemory(to: WinogradVector.self, capacity: count)
+        defer { vec.deallocate() }
+        let lane = UnsafeMutableRawPointer(vec).assumingMemoryBound(to: Float.self)
+        let gg = vec + 9, uu = gg + 3 * alpha
+        for c0 in stride(from: 0, to: c, by: lanes) {
+            let live = Swift.min(lanes, c - c0)
+            let k = src + (oc * c + c0) * 9
+            for e in 0..<9 {
+                for l in 0..<live { lane[e * lanes + l] = k[l * 9 + e] }
+                for l in live..<lanes { lane[e * lanes + l] = 0 }
+            }
+            // gg[i, b] = sum_a G[i, a] g[a, b]; uu[i, j] = sum_b gg[i, b] G[j, b]
+            for b in 0..<3 {
+                if tile == 4 { winogradFilter4(vec + b, 3, gg + b, 3) } else { winogradFilter2(vec + b, 3, gg + b, 3) }
+            }
+            for i in 0..<alpha {
+                if tile == 4 { winogradFilter4(gg + 3 * i, 1, uu + alpha * i, 1) } else { winogradFilter2(gg + 3 * i, 1, uu + alpha * i, 1) }
+            }
+            let d = dst + oc * c + c0
+            for q in 0..<a2 {
+                if live == lanes {
+                    UnsafeMutableRawPointer(d + q * plane).storeBytes(of: uu[q], as: WinogradVector.self)
+                } else {
+                    let from = UnsafeMutableRawPointer(uu + q).assumingMemoryBound(to: Float.self)
+                    (d + q * plane).update(from: from, count: live)
+                }
+            }
+        }
+    }
+    return WinogradFilter(tile: tile, outChannels: o, inChannels: c, transformed: u)
+}
+
+/// A weight's Winograd filters, made on first use and then kept (one per tile size). Shared by
+/// copies of the struct that holds it; thread-safe.
+public final class WinogradFilterCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var filters: [Int: WinogradFilter] = [:]
+
+    public init() {}
+
+    /// The cached filter of `weight` for `tile`, transformed now if it is not cached yet.
+    public func filter(for weight: Tensor, tile: Int) -> WinogradFilter {
+        lock.lock()
+        defer { lock.unlock() }
+        if let f = filters[tile], f.outChannels == weight.shape[0], f.inChannels == weight.shape[1] { return f }
+        let f = winogradFilter(weight, tile: tile)
+        filters[tile] = f
+        return f
+    }
+
+    /// Floats held by the cached filters.
+    public var cachedCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return filters.values.reduce(0) { $0 + $1.transformed.count }
+    }
+}
+
+/// G g for F(2, 3): G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]; g = p[0], p[s], p[2s]
+/// -> q[0], q[t], ..., q[3t].
+@inline(__always)
+private func winogradFilter2(_ p: UnsafePointer<WinogradVector>, _ s: Int, _ q: UnsafeMutablePointer<WinogradVector>, _ t: Int) {
+    let g0 = p[0], g1 = p[s], g2 = p[2 * s], e = 0.5 * (g0 + g2), f = 0.5 * g1
+    q[0] = g0
+    q[t] = e + f
+    q[2 * t] = e - f
+    q[3 * t] = g2
+}
+
+/// G g for F(4, 3): G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6],
+/// [1/24, -1/12, 1/6], [0, 0, 1]]; g = p[0], p[s], p[2s] -> q[0], q[t], ..., q[5t].
+@inline(__always)
+private func winogradFilter4(_ p: UnsafePointer<WinogradVector>, _ s: Int, _ q: UnsafeMutablePointer<WinogradVector>, _ t: Int) {
+    let g0 = p[0], g1 = p[s], g2 = p[2 * s]
+    let e = (-1.0 / 6) * (g0 + g2), f = (-1.0 / 6) * g1
+    let h = (1.0 / 24) * g0 + (1.0 / 6) * g2, k = (1.0 / 12) * g1
+    q[0] = 0.25 * g0
+    q[t] = e + f
+    q[2 * t] = e - f
+    q[3 * t] = h + k
+    q[4 * t] = h - k
+    q[5 * t] = g2
+}
+
+// 1-D transforms of `alpha` vectors p[0], p[s], ..., in place (the 2-D transform applies one along
+// columns, then along rows).
+
+/// B^T d for F(2, 3): B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+@inline(__always)
+private func winogradInput2(_ p: UnsafeMutablePointer<WinogradVector>, _ s: Int) {
+    let d0 = p[0], d1 = p[s], d2 = p[2 * s], d3 = p[3 * s]
+    p[0] = d0 - d2
+    p[s] = d1 + d2
+    p[2 * s] = d2 - d1
+    p[3 * s] = d1 - d3
+}
+
+/// B^T d for F(4, 3): B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+/// [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]].
+@inline(__always)
+private func winogradInput4(_ p: UnsafeMutablePointer<WinogradVector>, _ s: Int) {
+    let d0 = p[0], d1 = p[s], d2 = p[2 * s], d3 = p[3 * s], d4 = p[4 * s], d5 = p[5 * s]
+    let e = d4 - 4 * d2, f = d3 - 4 * d1      // rows 1, 2
+    let g = d4 - d2, h = 2 * (d3 - d1)        // rows 3, 4
+    p[0] = 4 * d0 - 5 * d2 + d4
+    p[s] = e + f
+    p[2 * s] = e - f
+    p[3 * s] = g + h
+    p[4 * s] = g - h
+    p[5 * s] = 4 * d1 - 5 * d3 + d5
+}
+
+/// A^T m for F(2, 3): A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+@inline(__always)
+private func winogradOutput2(_ p: UnsafeMutablePointer<WinogradVector>, _ s: Int) {
+    let m0 = p[0], m1 = p[s], m2 = p[2 * s], m3 = p[3 * s]
+    p[0] = m0 + m1 + m2
+    p[s] = m1 - m2 - m3
+}
+
+/// A^T m for F(4, 3): A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+/// [0, 1, -1, 8, -8, 1]].
+@inline(__always)
+private func winogradOutput4(_ p: UnsafeMutablePointer<WinogradVector>, _ s: Int) {
+    let m0 = p[0], m1 = p[s], m2 = p[2 * s], m3 = p[3 * s], m4 = p[4 * s], m5 = p[5 * s]
+    let a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4
+    p[0] = m0 + a + c
+    p[s] = b + 2 * d
+    p[2 * s] = a + 4 * c
+    p[3 * s] = b + 8 * d + m5
+}
+
+/// Sizes of one Winograd convolution.
+struct WinogradPlan {
+    let n, c, h, w, o, m, alpha: Int
+    let tilesX, tilesPerImage, tileCount: Int
+
+    init(n: Int, c: Int, h: Int, w: Int, o: Int, m: Int) {
+        (self.n, self.c, self.h, self.w, self.o, self.m, alpha) = (n, c, h, w, o, m, m + 2)
+        tilesX = (w + m - 1) / m
+        tilesPerImage = ((h + m - 1) / m) * tilesX
+        tileCount = n * tilesPerImage
+    }
+}
+
+/// V[ch, p, t - t0] = (B^T d B)[p] for the channels `channels` and tiles t0..<t1.
+/// x: [N, C, H, W]; v: [C, alpha^2, ldv] (a channel's transforms together, so the writes stay local;
+/// the sgemms read V[:, p, :] as a [C, tiles] matrix with leading dimension alpha^2 ldv).
+private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, channels: Range<Int>, t0: Int, t1: Int,
+                                v: UnsafeMutablePointer<Float>, ldv: Int) {
+    let a = p.alpha, a2 = a * a, m = p.m, lanes = winogradLanes
+    // The alpha input rows of a tile row, split by column phase so that lane l of d[i, j] (tile
+    // tx0 + g + l) is phases[i, j % m, g + l + j / m]: rows[i, r, k] = x[m ty - 1 + i, m (tx0 + k) - 1 + r].
+    let phaseLength = ((Swift.min(p.tilesX, t1 - t0) + lanes - 1) / lanes) * lanes + 1
+    let phases = UnsafeMutablePointer<Float>.allocate(capacity: a * m * phaseLength)
+    defer { phases.deallocate() }
+    let vec = UnsafeMutableRawPointer.allocate(byteCount: a2 * MemoryLayout<WinogradVector>.stride, alignment: 64)
+        .bindMemory(to: WinogradVector.self, capacity: a2)
+    defer { vec.deallocate() }
+    let lane = UnsafeMutableRawPointer(vec).assumingMemoryBound(to: Float.self)
+    for ch in channels {
+        let vc = v + ch * a2 * ldv
+        var t = t0
+        while t < t1 {
+            let img = t / p.tilesPerImage, r = t % p.tilesPerImage, ty = r / p.tilesX, tx0 = r % p.tilesX
+            let count = Swift.min(p.tilesX - tx0, t1 - t)   // tiles of this tile row in the block
+            let kCount = ((count + lanes - 1) / lanes) * lanes + 1
+            let plane = x + (img * p.c + ch) * p.h * p.w
+            let xStart = m * tx0 - 1
+            // Columns m k + xStart + r inside the image for k in kLo..<kHi, for every phase r.
+            let kLo = Swift.min(kCount, (Swift.max(0, -xStart) + m - 1) / m)
+            let kHi = Swift.max(kLo, Swift.min(kCount, p.w - xStart - m >= 0 ? (p.w - xStart - m) / m + 1 : 0))
+            for i in 0..<a {
+                let y = m * ty - 1 + i
+                let rowPhases = phases + i * m * phaseLength
+                if y < 0 || y >= p.h {
+                    for ph in 0..<m { (rowPhases + ph * phaseLength).update(repeating: 0, count: kCount) }
+                    continue
+                }
+                let src = plane + y * p.w + xStart
+                for ph in 0..<m {
+                    let dst = rowPhases + ph * phaseLength
+                    for k in 0..<kLo { let xi = m * k + ph; dst[k] = xStart + xi >= 0 && xStart + xi < p.w ? src[xi] : 0 }
+                    if m == 4 {
+                        for k in kLo..<kHi { dst[k] = src[4 * k + ph] }
+                    } else {
+                        for k in kLo..<kHi { dst[k] = src[2 * k + ph] }
+                    }
+                    for k in kHi..<kCount { let xi = m * k + ph; dst[k] = xStart + xi < p.w ? src[xi] : 0 }
+                }
+            }
+            var g = 0
+            while g < count {
+                let live = Swift.min(lanes, count - g)
+                for i in 0..<a {
+                    for j in 0..<a {
+                        let src = phases + (i * m + j % m) * phaseLength + g + j / m
+                        vec[i * a + j] = UnsafeRawPointer(src).loadUnaligned(as: WinogradVector.self)
+                    }
+                }
+                if m == 4 {
+                    for j in 0..<a { winogradInput4(vec + j, a) }
+                    for i in 0..<a { winogradInput4(vec + i * a, 1) }
+                } else {
+                    for j in 0..<a { winogradInput2(vec + j, a) }
+                    for i in 0..<a { winogradInput2(vec + i * a, 1) }
+                }
+                let col = t - t0 + g
+                for q in 0..<a2 {
+                    let dst = vc + q * ldv + col
+                    if live == lanes {
+                        UnsafeMutableRawPointer(dst).storeBytes(of: vec[q], as: WinogradVector.self)
+                    } else {
+                        for l in 0..<live { dst[l] = lane[q * lanes + l] }
+                    }
+                }
+                g += live
+            }
+            t += count
+        }
+    }
+}
+
+/// out[img, oc, tile t] = A^T M[:, oc, t - t0] A + bias[oc] for the output channels `channels` and
+/// tiles t0..<t1. mm: [O, alpha^2, ldm] (readable 16 floats past its end); out: [N, O, H, W].
+private func winogradOutputBlock(_ p: WinogradPlan, mm: UnsafePointer<Float>, ldm: Int, channels: Range<Int>,
+                                 t0: Int, t1: Int, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
+    let a = p.alpha, a2 = a * a, m = p.m, lanes = winogradLanes
+    let vec = UnsafeMutableRawPointer.allocate(byteCount: a2 * MemoryLayout<WinogradVector>.stride, alignment: 64)
+        .bindMemory(to: WinogradVector.self, capacity: a2)
+    defer { vec.deallocate() }
+    let lane = UnsafeMutableRawPointer(vec).assumingMemoryBound(to: Float.self)
+    for oc in channels {
+        let b = WinogradVector(repeating: bias?[oc] ?? 0)
+        var t = t0
+        while t < t1 {
+            let img = t / p.tilesPerImage, r = t % p.tilesPerImage, ty = r / p.tilesX, tx0 = r % p.tilesX
+            let count = Swift.min(p.tilesX - tx0, t1 - t)
+            let plane = out + (img * p.o + oc) * p.h * p.w
+            let rowsLeft = Swift.min(m, p.h - m * ty)
+            var g = 0
+            while g < count {
+                let live = Swift.min(lanes, count - g)
+                let col = t - t0 + g
+                // (lanes past `live` read finite leftovers or the slack, and are never stored)
+                let src = mm + oc * a2 * ldm + col
+                for q in 0..<a2 { vec[q] = UnsafeRawPointer(src + q * ldm).loadUnaligned(as: WinogradVector.self) }
+                if m == 4 {
+                    for j in 0..<a { winogradOutput4(vec + j, a) }
+                    for i in 0..<m { winogradOutput4(vec + i * a, 1) }
+                } else {
+                    for j in 0..<a { winogradOutput2(vec + j, a) }
+                    for i in 0..<m { winogradOutput2(vec + i * a, 1) }
+                }
+                // y[i, j] at lane[(i, j), l] for tile tx0 + g + l: out[m ty + i, m (tx0 + g + l) + j]
+                let xFirst = m * (tx0 + g)
+                let fullWidth = xFirst + m * live <= p.w
+                for i in 0..<rowsLeft {
+                    let row = plane + (m * ty + i) * p.w + xFirst
+                    for j in 0..<m { vec[i * a + j] += b }
+                    if fullWidth {
+                        if m == 4 {
+                            for l in 0..<live {
+                                let s = lane + (i * a) * lanes + l, d = row + 4 * l
+                                d[0] = s[0]; d[1] = s[lanes]; d[2] = s[2 * lanes]; d[3] = s[3 * lanes]
+                            }
+                        } else {
+                            for l in 0..<live {
+                                let s = lane + (i * a) * lanes + l, d = row + 2 * l
+                                d[0] = s[0]; d[1] = s[lanes]
+                            }
+                        }
+                    } else {
+                        for l in 0..<live {
+                            for j in 0..<m where xFirst + m * l + j < p.w { row[m * l + j] = lane[(i * a + j) * lanes + l] }
+                        }
+                    }
+                }
+                g += live
+            }
+            t += count
+        }
+    }
+}
+
+/// M[:, p, :] = U[p] V[:, p, :] for the transform positions `positions`, with the calling thread's
+/// sgemm. u: [alpha^2, O, C], v: [C, alpha^2, ldv], mm: [O, alpha^2, ldm].
+@inline(__always)
+private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>, v: UnsafePointer<Float>, ldv: Int,
+                              mm: UnsafeMutablePointer<Float>, ldm: Int, tiles: Int, positions: StrideTo<Int>) {
+    let a2 = p.alpha * p.alpha
+    for q in positions {
+        sgemm(transA: false, transB: false, m: p.o, n: tiles, k: p.c,
+              a: u + q * p.o * p.c, lda: p.c, b: v + q * ldv, ldb: a2 * ldv,
+              beta: 0, c: mm + q * ldm, ldc: a2 * ldm)
+    }
+}
+
+/// Convolution with kernel 3x3, stride 1, padding 1 through a Winograd-domain filter.
+/// x: [N, C, H, W], filter: U of a [O, C, 3, 3] weight, bias: [O] or nil -> [N, O, H, W].
+public func conv2dWinograd(_ x: Tensor, filter: WinogradFilter, bias: Tensor?) -> Tensor {
+    precondition(x.rank == 4 && x.shape[1] == filter.inChannels,
+                 "conv2dWinograd: x \(x.shape) for a filter with \(filter.inChannels) input channels")
+    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], o = filter.outChannels
+    if let bias { precondition(bias.count == o, "conv2dWinograd bias \(bias.shape) for \(o) output channels") }
+    let out = Tensor(uninitializedShape: [n, o, h, w])
+    if out.count == 0 { return out }
+    let dst = out.fresh, b = bias?.base
+    if c == 0 {
+        parallelFor(n * o) { j in (dst + j * h * w).update(repeating: b?[j % o] ?? 0, count: h * w) }
+        return out
+    }
+    let p = WinogradPlan(n: n, c: c, h: h, w: w, o: o, m: filter.tile)
+    let a2 = p.alpha * p.alpha, threads = kernelThreadCount
+    let u = filter.transformed.base, src = x.base
+    let target = Swift.max(1, winogradBlockTiles ?? winogradDefaultBlockTiles(c: c, o: o))
+    var blocks = (p.tileCount + target - 1) / target
+    if threads > 1 && blocks >= threads {
+        // Worker blocks: as many as threads at least, a multiple of threads when that costs little.
+        blocks = ((blocks + threads - 1) / threads) * threads
+        let blockTiles = (p.tileCount + blocks - 1) / blocks
+        blocks = (p.tileCount + blockTiles - 1) / blockTiles
+        let perWorker = a2 * (c + o) * blockTiles + winogradLanes
+        let workers = Swift.min(threads, blocks)
+        let buffers = UnsafeMutablePointer<Float>.allocate(capacity: workers * perWorker)
+        defer { buffers.deallocate() }
+        let next = WinogradBlockCounter()
+        parallelWorkersWithSerialBLAS(workers) { worker in
+            let v = buffers + worker * perWorker, mm = v + a2 * c * blockTiles
+            while let block = next.claim(below: blocks) {
+                let t0 = block * blockTiles, t1 = Swift.min(p.tileCount, t0 + blockTiles)
+                winogradInputBlock(p, x: src, channels: 0..<c, t0: t0, t1: t1, v: v, ldv: blockTiles)
+                winogradMultiply(p, u: u, v: v, ldv: blockTiles, mm: mm, ldm: blockTiles, tiles: t1 - t0,
+                                 positions: stride(from: 0, to: a2, by: 1))
+                winogradOutputBlock(p, mm: mm, ldm: blockTiles, channels: 0..<o, t0: t0, t1: t1, bias: b, out: dst)
+            }
+        }
+    } else {
+        // Few tiles: blocks one after another, each step split over threads (channels for the
+        // transforms, transform positions for the sgemms).
+        let blockTiles = (p.tileCount + blocks - 1) / blocks
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: a2 * (c + o) * blockTiles + winogradLanes)
+        defer { v.deallocate() }
+        let mm = v + a2 * c * blockTiles
+        for block in 0..<blocks {
+            let t0 = block * blockTiles, t1 = Swift.min(p.tileCount, t0 + blockTiles)
+            parallelRanges(c, grain: 1) { r in
+                winogradInputBlock(p, x: src, channels: r, t0: t0, t1: t1, v: v, ldv: blockTiles)
+            }
+            parallelWorkersWithSerialBLAS(Swift.min(threads, a2)) { worker in
+                winogradMultiply(p, u: u, v: v, ldv: blockTiles, mm: mm, ldm: blockTiles, tiles: t1 - t0,
+                                 positions: stride(from: worker, to: a2, by: Swift.min(threads, a2)))
+            }
+            parallelRanges(o, grain: 1) { r in
+                winogradOutputBlock(p, mm: mm, ldm: blockTiles, channels: r, t0: t0, t1: t1, bias: b, out: dst)
+            }
+        }
+    }
+    return out
+}
+
+/// The next block index for worker threads to claim.
+private final class WinogradBlockCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+
+    func claim(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < limit else { return nil }
+        next += 1
+        return next - 1
+    }
+}
+
+/// Whether conv2d takes the Winograd path for 3x3, stride-1, padding-1 convolutions: `.automatic`
+/// where it measured faster (`conv2dWinogradTile`), `.off` never, `.f2` / `.f4` always with that tile.
+/// The environment variable JPGEN_CONV2D_WINOGRAD (automatic, off, f2, f4) sets the starting value.
+public enum Conv2dWinogradMode: String, CaseIterable, Sendable {
+    case automatic, off, f2, f4
+}
+
+nonisolated(unsafe) public var conv2dWinograd: Conv2dWinogradMode = {
+    guard let s = ProcessInfo.processInfo.environment["JPGEN_CONV2D_WINOGRAD"] else { return .automatic }
+    return Conv2dWinogradMode(rawValue: s.lowercased()) ?? .automatic
+}()
+
+/// The Winograd tile size (2 or 4) conv2d uses for x: [N, C, H, W] and a [O, C, kh, kw] weight, or
+/// nil when it takes a GEMM path (always nil unless 3x3, stride 1, padding 1).
+public func conv2dWinogradTile(n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int,
+                               stride: Int, padding: Int) -> Int? {
+    guard kh == 3 && kw == 3 && stride == 1 && padding == 1 && n * c * h * w > 0 && o > 0 else { return nil }
+    switch conv2dWinograd {
+    case .off: return nil
+    case .f2: return 2
+    case .f4: return 4
+    case .automatic:
+        // A formulation forced through conv2dAlgorithm (tests, benchmarks) keeps the GEMM paths.
+        guard conv2dAlgorithm == .automatic else { return nil }
+        // Enough channels that the sgemms dominate the transforms, and enough tiles per image
+        // for the sgemms' columns (measured with `jpbench conv`, see README).
+        guard c >= 32 && o >= 32 && n * h * w >= 32 * 32 else { return nil }
+        return 4
+    }
+}
