@@ -110,6 +110,13 @@ extension DiffusionModel {
         }
     }
 
+    /// Threads worth using when the user did not say: one for tiny models such as the demo world's
+    /// (each operation is smaller than the cost of waking worker threads, and busy OpenBLAS threads
+    /// spin on a loaded machine), nil (all cores) otherwise.
+    public var preferredThreadCount: Int? {
+        (unet.config.blockOutChannels.max() ?? 0) <= 128 ? 1 : nil
+    }
+
     /// Image sides must be multiples of this: the VAE factor times the UNet's downsampling.
     public var sizeMultiple: Int { vaeScaleFactor * (1 << (unet.config.blockOutChannels.count - 1)) }
 

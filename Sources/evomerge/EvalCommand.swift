@@ -112,6 +112,7 @@ struct EvalCommand: ParsableCommand {
         var outcomes: [ModelEvaluation] = []
         for path in model {
             let diffusion = try DiffusionModel.load(path)
+            if threads == nil { setThreadCount(diffusion.preferredThreadCount ?? ProcessInfo.processInfo.activeProcessorCount) }
             let outcome = try evaluator.evaluate(model: diffusion, settings: overrides, limit: budget) { p in
                 guard !quiet else { return }
                 let line = "[\(p.model) \(p.done)/\(p.total)] \(p.promptId) seed \(p.seed)  score "

@@ -73,7 +73,7 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("user-dic"), help: "An extra MeCab user dictionary (.dic) for the tokenizer.")
     var userDic: [String] = []
 
-    @Option(help: "Worker threads (default: all cores).")
+    @Option(help: "Worker threads (default: all cores; one for tiny models such as the demo's).")
     var threads: Int?
 
     @Flag(help: "Print one JSON object (files, seeds, seconds per stage) on stdout.")
@@ -113,6 +113,7 @@ struct Generate: ParsableCommand {
         }
 
         let model = try DiffusionModel.load(modelPath, options: options)
+        if threads == nil, let preferred = model.preferredThreadCount { setThreadCount(preferred) }
         let loadSeconds = Date().timeIntervalSince(started)
         let defaults = model.samplingDefaults
         let chosenSampler = sampler ?? defaults.sampler
