@@ -8,7 +8,7 @@ public enum EvolutionReport {
     /// Writes evolution.md and evolution.svg into `folder`; returns the Markdown file.
     @discardableResult
     public static func write(store: TrialStore, space: SearchSpace, title: String, to folder: URL,
-                             links: [(String, String)] = []) throws -> URL {
+                             sections: String = "", links: [(String, String)] = []) throws -> URL {
         let generations = try store.generations()
         let trials = try store.allTrials()
         let markdownURL = folder.appendingPathComponent("evolution.md")
@@ -31,6 +31,7 @@ public enum EvolutionReport {
                 md += "| \(p.name) | \(values[p.name].map(f4) ?? "-") | [\(p.lower), \(p.upper)] | \(p.initial) |\n"
             }
         }
+        md += sections.isEmpty ? "" : "\n" + sections
         if !links.isEmpty {
             md += "\n## Files\n\n" + links.map { "- [\($0.0)](\($0.1))" }.joined(separator: "\n") + "\n"
         }

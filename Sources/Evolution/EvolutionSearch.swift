@@ -102,11 +102,16 @@ public final class EvolutionSearch {
         }
     }
 
+    /// What identifies a run's trajectory: the space and every setting but the budget (generations,
+    /// max evaluations), so that a run can be resumed with a larger budget and continue where it stopped.
     static func settingsJSON(space: SearchSpace, settings: SearchSettings) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        var identity = settings
+        identity.generations = 0
+        identity.maxEvaluations = nil
         struct Both: Encodable { let space: SearchSpace; let settings: SearchSettings }
-        return String(decoding: try encoder.encode(Both(space: space, settings: settings)), as: UTF8.self)
+        return String(decoding: try encoder.encode(Both(space: space, settings: identity)), as: UTF8.self)
     }
 
     /// Genotypes live in [0, 1] per parameter; this maps a (bounded) phenotype to concrete values.

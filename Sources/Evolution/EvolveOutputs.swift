@@ -44,10 +44,19 @@ public enum EvolveOutputs {
         return header + "\n" + text
     }
 
-    /// Writes `text` to `url` through a temporary file.
+    /// Writes `text` to a temporary file beside `url` and renames it onto `url` (POSIX rename replaces an
+    /// existing file atomically; Foundation's replaceItemAt fails on Linux when the target exists).
     public static func write(_ text: String, to url: URL) throws {
-        do { try atomicWrite(text, to: url) } catch {
-            throw EvolutionError.store(path: url.path, message: error.localizedDescription)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+        do {
+            try Data(text.utf8).write(to: temporary)
+        } catch {
+            throw EvolutionError.store(path: url.path, message: "cannot write: \(error.localizedDescription)")
+        }
+        guard rename(temporary.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw EvolutionError.store(path: url.path, message: "cannot write: \(reason)")
         }
     }
 
@@ -58,7 +67,11 @@ public enum EvolveOutputs {
         guard let output = recipe.output else {
             throw EvolutionError.recipe(path: url.path, message: "the best recipe has no output")
         }
-        try MergeEngine.run(try MergeEngine.plan(recipe, outputPath: output), to: output)
+        let plan = try MergeEngine.plan(recipe, outputPath: output)
+        // A merge left by an earlier (resumed) run is replaced: removed first, as Foundation cannot
+        // replace a folder in place on Linux.
+        if FileManager.default.fileExists(atPath: output) { try FileManager.default.removeItem(atPath: output) }
+        try MergeEngine.run(plan, to: output)
         return output
     }
 

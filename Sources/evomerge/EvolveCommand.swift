@@ -108,6 +108,8 @@ struct EvolveCommand: ParsableCommand {
 
         let split = try comparisonSplit(setup)
         var reportPath: String?
+        var comparison: [PairedComparison]?
+        var sections = ""
         let resultsURL = runFolder.appendingPathComponent("results.sqlite")
         if let split {
             let cases = setup.allCases(in: split)
@@ -120,12 +122,21 @@ struct EvolveCommand: ParsableCommand {
                 if done == total { log("  \(name): \(total) images") }
             }
             let title = "evomerge evolve \(recipeURL.lastPathComponent): best vs parents (\(split.rawValue) prompts)"
+            // Evaluation's writeReport cannot replace existing files on Linux (Foundation's replaceItemAt):
+            // the report of an earlier run is removed first.
+            for name in ["report.md", "report.html"] { try? FileManager.default.removeItem(at: runFolder.appendingPathComponent(name)) }
             reportPath = try writeReport(rows: try results.all(), title: title, to: runFolder).html.path
+            let hashes = Set(contenders.map(\.hash))
+            comparison = PairedComparison.compare(try results.all().filter { hashes.contains($0.modelHash) })
+            sections = "## Best vs parents and the uniform average (\(split.rawValue) prompts, \(cases.count) images each)\n\n"
+                + PairedComparison.markdown(comparison!)
+            log("\n" + PairedComparison.markdown(comparison!))
         }
         var links = [("best recipe", "best-recipe.yaml"), ("merged checkpoint", "best-merged")]
         if reportPath != nil { links.append(("comparison report", "report.html")) }
         let evolution = try EvolutionReport.write(store: store, space: evolveRecipe.spec.space,
-                                                  title: "Evolution of \(recipeURL.lastPathComponent)", to: runFolder, links: links)
+                                                  title: "Evolution of \(recipeURL.lastPathComponent)", to: runFolder,
+                                                  sections: sections, links: links)
 
         if json {
             struct Output: Encodable {
@@ -142,6 +153,7 @@ struct EvolveCommand: ParsableCommand {
                 let results_store: String?
                 let report: String?
                 let evolution_report: String
+                let comparison: [PairedComparison]?
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -150,7 +162,7 @@ struct EvolveCommand: ParsableCommand {
                 merged_checkpoint: mergedPath, evaluations: result.evaluations, new_evaluations: newEvaluations,
                 reused_evaluations: reusedEvaluations, generations: result.generations, run_dir: runFolder.path,
                 trial_store: store.url.path, results_store: split == nil ? nil : resultsURL.path, report: reportPath,
-                evolution_report: evolution.path)
+                evolution_report: evolution.path, comparison: comparison)
             print(String(decoding: try encoder.encode(output), as: UTF8.self))
         } else {
             print(String(format: "best fitness %.4f after %d evaluations (%d generations)", result.bestFitness,

@@ -103,13 +103,29 @@ final class EvoMergeEvolveTests: XCTestCase {
         let models = try XCTUnwrap(try json(report.stdout)["models"] as? [[String: Any]])
         XCTAssertEqual(Set(models.compactMap { $0["name"] as? String }), ["evolved", "base", "lcm", "ukiyoe", "uniform-average"])
         XCTAssertTrue(models.allSatisfy { $0["n"] as? Int == 4 }, "every prompt and seed of the split: \(models)")
+        let comparison = try XCTUnwrap(outA["comparison"] as? [[String: Any]])
+        XCTAssertEqual(comparison.map { $0["model"] as? String }, ["evolved", "base", "lcm", "ukiyoe", "uniform-average"])
+        XCTAssertNil(comparison[0]["difference"] as? Double)
+        XCTAssertTrue(comparison.dropFirst().allSatisfy { $0["difference"] is Double && $0["difference_ci95"] is Double }, "\(comparison)")
         let evolution = try String(contentsOfFile: runA + "/evolution.md", encoding: .utf8)
+        XCTAssertTrue(evolution.contains("evolved - model (paired)"), evolution)
         XCTAssertTrue(evolution.contains("| 2 |"), evolution)
 
         // A finished run is not silently reused.
         let again = try runTool("evomerge", ["evolve", recipe, "--run-dir", runA])
         XCTAssertNotEqual(again.status, 0)
         XCTAssertTrue(again.stderr.contains("already holds a run: pass --resume"), again.stderr)
+        // ... but a finished run can be resumed with a larger budget.
+        let more = try runTool("evomerge", ["evolve", recipe, "--run-dir", runA, "--resume", "--generations", "3",
+                                            "--json", "--report-split", "search"])
+        XCTAssertEqual(more.status, 0, more.stderr)
+        let outMore = try json(more.stdout)
+        XCTAssertEqual(outMore["generations"] as? Int, 3)
+        XCTAssertEqual(outMore["evaluations"] as? Int, 12)
+        XCTAssertEqual(outMore["new_evaluations"] as? Int, 4)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(outMore["best_fitness"] as? Double), try XCTUnwrap(outA["best_fitness"] as? Double))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: runA + "/report.md"), "outputs of the earlier run are replaced")
+        XCTAssertTrue(try String(contentsOfFile: runA + "/best-recipe.yaml", encoding: .utf8).contains("fitness \(String(format: "%.6f", outMore["best_fitness"] as! Double))"))
 
         // 2. The same run, killed with SIGKILL in the middle of generation 2, then resumed.
         let runB = folder.appendingPathComponent("b").path

@@ -107,6 +107,25 @@ final class EvolutionSearchTests: XCTestCase {
         }
     }
 
+    func testResumingWithALargerBudgetContinuesTheSameTrajectory() throws {
+        let referenceStore = try TrialStore(url: directory.appendingPathComponent("reference.sqlite"))
+        _ = try EvolutionSearch(space: space, settings: settings, recipe: "recipe", store: referenceStore,
+                                evaluator: InProcessEvaluator(Self.score), resume: false).run()
+        // Five generations, then resumed with the full twelve.
+        let url = directory.appendingPathComponent("extended.sqlite")
+        var short = settings
+        short.generations = 5
+        let first = try EvolutionSearch(space: space, settings: short, recipe: "recipe", store: try TrialStore(url: url),
+                                        evaluator: InProcessEvaluator(Self.score), resume: false).run()
+        XCTAssertEqual(first.generations, 5)
+        var calls = 0
+        let second = try EvolutionSearch(space: space, settings: settings, recipe: "recipe", store: try TrialStore(url: url),
+                                         evaluator: InProcessEvaluator { calls += 1; return Self.score($0) }, resume: true).run()
+        XCTAssertEqual(second.generations, 12)
+        XCTAssertEqual(calls, 7 * 6, "only the new generations are evaluated")
+        XCTAssertEqual(try referenceStore.allTrials().map(\.genome), try TrialStore(url: url).allTrials().map(\.genome))
+    }
+
     func testSearchSpaceValidation() {
         XCTAssertThrowsError(try SearchSpace(parameters: [])) {
             XCTAssertEqual($0 as? EvolutionError, .invalidParameter("the evolve section names no parameter to search"))

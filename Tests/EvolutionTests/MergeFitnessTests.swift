@@ -156,6 +156,27 @@ final class MergeFitnessTests: XCTestCase {
         }
     }
 
+    func testPairedComparison() {
+        func row(_ model: String, _ prompt: String, _ score: Double) -> ImageResult {
+            ImageResult(model: model, modelHash: "h-" + model, suite: "s", promptId: prompt, prompt: prompt, tags: [], seed: 1,
+                        settings: "{}", scorer: "c", score: score, seconds: 0, imagePath: "")
+        }
+        // "a" is 0.1 below "evolved" on every case (a sure win); "b" is above on one, below on another.
+        let rows = [row("a", "p", 0.5), row("evolved", "p", 0.6), row("a", "q", 0.7), row("evolved", "q", 0.8),
+                    row("a", "r", 0.2), row("evolved", "r", 0.3), row("b", "p", 0.9), row("b", "q", 0.1)]
+        let c = PairedComparison.compare(rows)
+        XCTAssertEqual(c.map(\.model), ["evolved", "a", "b"])
+        XCTAssertEqual(c[0].n, 3)
+        XCTAssertEqual(c[0].mean, (0.6 + 0.8 + 0.3) / 3, accuracy: 1e-12)
+        XCTAssertNil(c[0].difference)
+        XCTAssertEqual(c[1].difference!, 0.1, accuracy: 1e-12)
+        XCTAssertEqual(c[1].differenceCI95!, 0, accuracy: 1e-9)
+        XCTAssertEqual(c[1].evolvedBeats, true)
+        XCTAssertEqual(c[2].difference!, ((0.6 - 0.9) + (0.8 - 0.1)) / 2, accuracy: 1e-12, "paired on p and q only")
+        XCTAssertEqual(c[2].evolvedBeats, false)
+        XCTAssertTrue(PairedComparison.markdown(c).contains("| a | 3 | 0.4667 | "), PairedComparison.markdown(c))
+    }
+
     func testStorageRounding() {
         var values: [Float] = [1.0 / 3.0, 65504, 1e-8, -2.5, 70000]
         roundToStorage(&values, dtype: "F16")
