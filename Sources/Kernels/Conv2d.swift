@@ -40,7 +40,8 @@ nonisolated(unsafe) public var conv2dWorkerTiles: Bool? = nil
 
 /// Convolution. x: [N, C, H, W], weight: [O, C, kh, kw], bias: [O] or nil -> [N, O, H', W'].
 /// 3x3, stride 1, padding 1 goes through Winograd (Conv2dWinograd.swift) where `conv2dWinogradTile`
-/// says it pays, with the filter from `winograd` (kept there) or transformed for this call.
+/// says it pays, with the filter from `winograd` (kept there when `winogradKeepsFilters`) or
+/// transformed for this call.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
                    winograd: WinogradFilterCache? = nil) -> Tensor {
     precondition(x.rank == 4 && weight.rank == 4, "conv2d needs x [N, C, H, W] and weight [O, C, kh, kw], got \(x.shape), \(weight.shape)")
@@ -50,8 +51,10 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     precondition(stride >= 1 && padding >= 0, "conv2d: stride \(stride), padding \(padding)")
     if let bias { precondition(bias.count == o, "conv2d bias \(bias.shape) for \(o) output channels") }
     if let tile = conv2dWinogradTile(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, stride: stride, padding: padding) {
-        let filter = winograd?.filter(for: weight, tile: tile) ?? winogradFilter(weight, tile: tile)
-        return conv2dWinograd(x, filter: filter, bias: bias)
+        if let winograd, winogradKeepsFilters {
+            return conv2dWinograd(x, filter: winograd.filter(for: weight, tile: tile), bias: bias)
+        }
+        return conv2dWinograd(x, weight: weight, tile: tile, bias: bias)
     }
     let hp = h + 2 * padding, wp = w + 2 * padding
     precondition(hp >= kh && wp >= kw, "conv2d: kernel \(kh)x\(kw) larger than padded input \(hp)x\(wp)")

@@ -51,9 +51,16 @@ public func winogradFilter(_ weight: Tensor, tile: Int) -> WinogradFilter {
     precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3,
                  "winogradFilter needs a [O, C, 3, 3] weight, got \(weight.shape)")
     precondition(tile == 2 || tile == 4, "winogradFilter: tile \(tile) is not 2 or 4")
-    let o = weight.shape[0], c = weight.shape[1], alpha = tile + 2, a2 = alpha * alpha, lanes = winogradLanes
-    let u = Tensor(uninitializedShape: [a2, o, c])
-    let dst = u.fresh, src = weight.base, plane = o * c
+    let o = weight.shape[0], c = weight.shape[1]
+    let u = Tensor(uninitializedShape: [(tile + 2) * (tile + 2), o, c])
+    winogradTransformFilter(weight.base, o: o, c: c, tile: tile, into: u.fresh)
+    return WinogradFilter(tile: tile, outChannels: o, inChannels: c, transformed: u)
+}
+
+/// Writes U [alpha^2, O, C] of a [O, C, 3, 3] weight at `src` into `dst`.
+private func winogradTransformFilter(_ src: UnsafePointer<Float>, o: Int, c: Int, tile: Int,
+                                     into dst: UnsafeMutablePointer<Float>) {
+    let alpha = tile + 2, a2 = alpha * alpha, lanes = winogradLanes, plane = o * c
     parallelFor(o) { oc in
         // vec[0..<9]: the kernel of 16 input channels; vec[9..<9 + 3 alpha]: G g; then U.
         let count = 9 + 3 * alpha + a2
@@ -87,7 +94,6 @@ public func winogradFilter(_ weight: Tensor, tile: Int) -> WinogradFilter {
             }
         }
     }
-    return WinogradFilter(tile: tile, outChannels: o, inChannels: c, transformed: u)
 }
 
 /// A weight's Winograd filters, made on first use and then kept (one per tile size). Shared by
@@ -361,7 +367,26 @@ private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>, v: Uns
 public func conv2dWinograd(_ x: Tensor, filter: WinogradFilter, bias: Tensor?) -> Tensor {
     precondition(x.rank == 4 && x.shape[1] == filter.inChannels,
                  "conv2dWinograd: x \(x.shape) for a filter with \(filter.inChannels) input channels")
-    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], o = filter.outChannels
+    return conv2dWinograd(x, u: filter.transformed.base, o: filter.outChannels, tile: filter.tile, bias: bias)
+}
+
+/// The same with the filter transformed for this call only, into a scratch buffer that is
+/// returned at the end (no cache): weight [O, C, 3, 3].
+public func conv2dWinograd(_ x: Tensor, weight: Tensor, tile: Int, bias: Tensor?) -> Tensor {
+    precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3 && x.rank == 4
+                 && x.shape[1] == weight.shape[1],
+                 "conv2dWinograd: x \(x.shape) and weight \(weight.shape) (needs [O, C, 3, 3])")
+    precondition(tile == 2 || tile == 4, "conv2dWinograd: tile \(tile) is not 2 or 4")
+    let o = weight.shape[0], c = weight.shape[1]
+    let u = ScratchBuffer(count: (tile + 2) * (tile + 2) * o * c)
+    defer { u.release() }
+    winogradTransformFilter(weight.base, o: o, c: c, tile: tile, into: u.pointer)
+    return conv2dWinograd(x, u: u.pointer, o: o, tile: tile, bias: bias)
+}
+
+/// x: [N, C, H, W], u: U [alpha^2, O, C], bias: [O] or nil -> [N, O, H, W].
+private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: Int, bias: Tensor?) -> Tensor {
+    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     if let bias { precondition(bias.count == o, "conv2dWinograd bias \(bias.shape) for \(o) output channels") }
     let out = Tensor(uninitializedShape: [n, o, h, w])
     if out.count == 0 { return out }
@@ -370,9 +395,9 @@ public func conv2dWinograd(_ x: Tensor, filter: WinogradFilter, bias: Tensor?) -
         parallelFor(n * o) { j in (dst + j * h * w).update(repeating: b?[j % o] ?? 0, count: h * w) }
         return out
     }
-    let p = WinogradPlan(n: n, c: c, h: h, w: w, o: o, m: filter.tile)
+    let p = WinogradPlan(n: n, c: c, h: h, w: w, o: o, m: tile)
     let a2 = p.alpha * p.alpha, threads = kernelThreadCount
-    let u = filter.transformed.base, src = x.base
+    let src = x.base
     let target = Swift.max(1, winogradBlockTiles ?? winogradDefaultBlockTiles(c: c, o: o))
     var blocks = (p.tileCount + target - 1) / target
     if threads > 1 && blocks >= threads {
@@ -456,10 +481,53 @@ public func conv2dWinogradTile(n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, 
     case .f4: return 4
     case .automatic:
         // A formulation forced through conv2dAlgorithm (tests, benchmarks) keeps the GEMM paths.
-        guard conv2dAlgorithm == .automatic else { return nil }
-        // Enough channels that the sgemms dominate the transforms, and enough tiles per image
-        // for the sgemms' columns (measured with `jpbench conv`, see README).
-        guard c >= 32 && o >= 32 && n * h * w >= 32 * 32 else { return nil }
-        return 4
+        guard conv2dAlgorithm == .automatic && c >= 32 && o >= 32 else { return nil }
+        // Measured with `jpbench conv` (filter transformed per call, share of square sgemm's
+        // GFLOP/s; the GEMM paths reach 92-98%): F(4x4) 320 ch at 64x64 235%, 640 at 32x32 185%,
+        // 512 at 128x128 265%, but 1280 at 16x16 81% (16 tiles), where F(2x2) gives 100-108%.
+        if n * h * w >= 32 * 32 { return 4 }
+        if n * h * w >= 16 * 16 && c >= 512 && o >= 512 { return 2 }
+        return nil
+    }
+}
+
+/// Whether conv2d keeps the Winograd filters in the `WinogradFilterCache` its caller passes (the
+/// networks' conv weights hold one each). Off by default: a kept F(4x4) filter is 4x its weight
+/// (e.g. +1.3 GB for the SD1.5 UNet's 64x64 and 32x32 layers), while transforming per call costs
+/// 2-10% of such a convolution. JPGEN_WINOGRAD_KEEP_FILTERS=1 sets it at start.
+nonisolated(unsafe) public var winogradKeepsFilters: Bool =
+    ProcessInfo.processInfo.environment["JPGEN_WINOGRAD_KEEP_FILTERS"] == "1"
+
+/// A large temporary float buffer: anonymous memory mapped with transparent huge pages requested
+/// (Linux), so that filling it takes a few hundred page faults instead of one per 4 KiB; plain
+/// allocation elsewhere.
+private struct ScratchBuffer {
+    let pointer: UnsafeMutablePointer<Float>
+    private let bytes: Int
+    private let mapped: Bool
+
+    init(count: Int) {
+        let huge = 2 << 20
+        bytes = Swift.max(1, (count * MemoryLayout<Float>.stride + huge - 1) / huge) * huge
+        #if os(Linux)
+        if count * MemoryLayout<Float>.stride >= huge,
+           let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+           raw != MAP_FAILED {
+            _ = madvise(raw, bytes, 14)   // MADV_HUGEPAGE
+            pointer = raw.bindMemory(to: Float.self, capacity: count)
+            mapped = true
+            return
+        }
+        #endif
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: Swift.max(1, count))
+        mapped = false
+    }
+
+    func release() {
+        #if os(Linux)
+        if mapped { _ = munmap(UnsafeMutableRawPointer(pointer), bytes); return }
+        #endif
+        pointer.deallocate()
     }
 }

@@ -6,10 +6,13 @@ import Kernels
 
 /// A `torch.nn.Conv2d`: weight [O, C, k, k], optional bias [O].
 public struct Conv2dWeights {
-    public var weight: Tensor
+    public var weight: Tensor { didSet { winograd = WinogradFilterCache() } }
     public var bias: Tensor?
     public var stride: Int
     public var padding: Int
+    /// The weight's Winograd filters once used, when Kernels' `winogradKeepsFilters` is on
+    /// (3x3 convolutions; shared by copies, emptied when `weight` is set).
+    public private(set) var winograd = WinogradFilterCache()
 
     public init(_ store: WeightStore, _ prefix: String, in c: Int, out o: Int, kernel k: Int,
                 stride: Int = 1, padding: Int? = nil, bias: Bool = true) throws {
@@ -21,7 +24,7 @@ public struct Conv2dWeights {
 
     // x: [N, C, H, W] -> [N, O, H', W']
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, winograd: winograd)
     }
 }
 

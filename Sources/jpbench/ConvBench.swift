@@ -91,6 +91,7 @@ struct ConvBench: ParsableCommand {
             let x = benchTensor([batch, sh.cin, sh.h, sh.w], seed: 5)
             let w = benchTensor([sh.cout, sh.cin, sh.k, sh.k], seed: 6)
             let b = benchTensor([sh.cout], seed: 7)
+            winogradKeepsFilters = cacheFilter
             let cache = cacheFilter ? WinogradFilterCache() : nil
             let tile = conv2dWinogradTile(n: batch, c: sh.cin, h: sh.h, w: sh.w, o: sh.cout, kh: sh.k, kw: sh.k,
                                           stride: sh.stride, padding: sh.pad)

@@ -54,8 +54,21 @@ struct UNetBench: ParsableCommand {
     @Option(name: .shortAndLong, help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Option(help: "Winograd for 3x3 convolutions: automatic, off, f2 or f4 (default: JPGEN_CONV2D_WINOGRAD or automatic).")
+    var winograd: String?
+
+    @Flag(help: "Keep each conv's Winograd filter after its first use (more memory, no per-call transform).")
+    var keepWinogradFilters = false
+
     func run() throws {
         if let threads { setThreadCount(threads) }
+        if let winograd {
+            guard let mode = Conv2dWinogradMode(rawValue: winograd) else {
+                throw ValidationError("--winograd must be one of \(Conv2dWinogradMode.allCases.map(\.rawValue)), got '\(winograd)'")
+            }
+            conv2dWinograd = mode
+        }
+        if keepWinogradFilters { winogradKeepsFilters = true }
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let model = try UNet2DConditionModel(folder: URL(fileURLWithPath: folder))
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
@@ -72,6 +85,7 @@ struct UNetBench: ParsableCommand {
             _ = try model(sample: sample, timestep: 500, encoderHiddenStates: context, addTextEmbeds: text, addTimeIds: ids)
         }
         var fields: [(String, Any)] = [("bench", "unet"), ("folder", folder), ("size", size), ("threads", kernelThreadCount),
+                                       ("winograd", conv2dWinograd.rawValue), ("keep_winograd_filters", winogradKeepsFilters),
                                        ("load_seconds", loadSeconds), ("seconds", t.best), ("median_seconds", t.median),
                                        ("peak_rss_mb", peakRSSMegabytes())]
         if gflop > 0 { fields.append(("gflops", gflop / t.best)) }

@@ -29,8 +29,21 @@ struct VAEBench: ParsableCommand {
     @Option(name: .shortAndLong, help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Option(help: "Winograd for 3x3 convolutions: automatic, off, f2 or f4 (default: JPGEN_CONV2D_WINOGRAD or automatic).")
+    var winograd: String?
+
+    @Flag(help: "Keep each conv's Winograd filter after its first use (more memory, no per-call transform).")
+    var keepWinogradFilters = false
+
     func run() throws {
         if let threads { setThreadCount(threads) }
+        if let winograd {
+            guard let mode = Conv2dWinogradMode(rawValue: winograd) else {
+                throw ValidationError("--winograd must be one of \(Conv2dWinogradMode.allCases.map(\.rawValue)), got '\(winograd)'")
+            }
+            conv2dWinograd = mode
+        }
+        if keepWinogradFilters { winogradKeepsFilters = true }
         let url = URL(fileURLWithPath: folder)
         let configText = (try? String(contentsOf: url.appendingPathComponent("config.json"), encoding: .utf8)) ?? ""
         let tiny = configText.contains("AutoencoderTiny")
@@ -44,7 +57,8 @@ struct VAEBench: ParsableCommand {
             t = try timeRuns(repetitions, warmUp: !noWarmUp) { _ = try model.decode(latents) }
         }
         var fields: [(String, Any)] = [("bench", tiny ? "taesd" : "vae"), ("folder", folder), ("size", size),
-                                       ("threads", kernelThreadCount), ("seconds", t.best), ("median_seconds", t.median),
+                                       ("threads", kernelThreadCount),
+                                       ("winograd", conv2dWinograd.rawValue), ("keep_winograd_filters", winogradKeepsFilters), ("seconds", t.best), ("median_seconds", t.median),
                                        ("peak_rss_mb", peakRSSMegabytes())]
         if gflop > 0 { fields.append(("gflops", gflop / t.best)) }
         printJSONLine(fields)

@@ -90,6 +90,10 @@ final class Conv2dWinogradTests: XCTestCase {
         XCTAssertNil(conv2dWinogradTile(n: 1, c: 128, h: 64, w: 64, o: 128, kh: 3, kw: 3, stride: 1, padding: 0))
         XCTAssertNil(conv2dWinogradTile(n: 1, c: 128, h: 64, w: 64, o: 128, kh: 1, kw: 1, stride: 1, padding: 0))
         XCTAssertNil(conv2dWinogradTile(n: 1, c: 4, h: 64, w: 64, o: 320, kh: 3, kw: 3, stride: 1, padding: 1))
+        XCTAssertEqual(conv2dWinogradTile(n: 1, c: 1280, h: 16, w: 16, o: 1280, kh: 3, kw: 3, stride: 1, padding: 1), 2)
+        XCTAssertEqual(conv2dWinogradTile(n: 4, c: 1280, h: 16, w: 16, o: 1280, kh: 3, kw: 3, stride: 1, padding: 1), 4)
+        XCTAssertNil(conv2dWinogradTile(n: 1, c: 320, h: 16, w: 16, o: 320, kh: 3, kw: 3, stride: 1, padding: 1))
+        XCTAssertNil(conv2dWinogradTile(n: 1, c: 1280, h: 8, w: 8, o: 1280, kh: 3, kw: 3, stride: 1, padding: 1))
         conv2dWinograd = .off
         XCTAssertNil(conv2dWinogradTile(n: 1, c: 128, h: 64, w: 64, o: 128, kh: 3, kw: 3, stride: 1, padding: 1))
         conv2dWinograd = .f2
@@ -100,6 +104,13 @@ final class Conv2dWinogradTests: XCTestCase {
         let x = randomTensor([2, 6, 9, 10], &rng), w = randomTensor([5, 6, 3, 3], &rng), b = randomTensor([5], &rng)
         let want = naiveConv2d(x, w, b, stride: 1, padding: 1)
         let cache = WinogradFilterCache()
+        let savedKeep = winogradKeepsFilters
+        defer { winogradKeepsFilters = savedKeep }
+        winogradKeepsFilters = false
+        conv2dWinograd = .f4
+        _ = conv2d(x, weight: w, bias: b, stride: 1, padding: 1, winograd: cache)
+        XCTAssertEqual(cache.cachedCount, 0, "filters are kept only when winogradKeepsFilters")
+        winogradKeepsFilters = true
         for mode in [Conv2dWinogradMode.f2, .f4] {
             conv2dWinograd = mode
             let direct = conv2d(x, weight: w, bias: b, stride: 1, padding: 1)
