@@ -22,7 +22,7 @@ struct EvolveCommand: ParsableCommand {
     @Option(help: "Worker processes evaluating candidates in parallel.")
     var workers: Int = 1
 
-    @Option(help: "Threads per worker (default: the cores divided among the workers).")
+    @Option(help: "Threads per worker (default: one for tiny models such as the demo's, else the cores divided among the workers).")
     var threads: Int?
 
     @Flag(help: "Continue the run in --run-dir (after an interruption) instead of refusing to touch it.")
@@ -70,9 +70,10 @@ struct EvolveCommand: ParsableCommand {
         let store = try TrialStore(url: runFolder.appendingPathComponent("evolve.sqlite"))
 
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let workerThreads = threads ?? max(1, cores / workers)
-        let pool = try ProcessPoolEvaluator(
-            command: [try executablePath(), "worker", recipeURL.path, "--threads", String(workerThreads)], workers: workers)
+        let workerThreads = max(1, cores / workers)
+        var command = [try executablePath(), "worker", recipeURL.path, "--default-threads", String(workerThreads)]
+        if let threads { command += ["--threads", String(threads)] }
+        let pool = try ProcessPoolEvaluator(command: command, workers: workers)
         defer { pool.shutdown() }
         var newEvaluations = 0
         var reusedEvaluations = 0
@@ -85,7 +86,7 @@ struct EvolveCommand: ParsableCommand {
                                          store: store, evaluator: evaluator, resume: resume)
         let lambda = settings.populationSize ?? 4 + Int(3 * Foundation.log(Double(evolveRecipe.spec.space.parameters.count)))
         log("evolving \(evolveRecipe.spec.space.parameters.count) parameters of \(recipe): population \(lambda), "
-            + "\(settings.generations) generations, \(setup.cases.count) images per candidate, \(workers) worker(s) x \(workerThreads) thread(s)")
+            + "\(settings.generations) generations, \(setup.cases.count) images per candidate, \(workers) worker(s) x \(threads.map(String.init) ?? "up to \(workerThreads)") thread(s)")
         let result = try search.run { s in
             reusedEvaluations += s.reusedEvaluations
             log(String(format: "generation %d/%d  best %.4f  mean %.4f  best so far %.4f  %.1f s",
