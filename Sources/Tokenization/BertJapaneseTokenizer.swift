@@ -20,6 +20,8 @@ public struct BertJapaneseTokenizer: TextTokenizer {
     public let modelMaxLength: Int
     public let unknownToken: String, classToken: String, separatorToken: String, padToken: String, maskToken: String
     let wordPiece: WordPiece
+    let unknownId: Int, classId: Int, separatorId: Int
+    let splitter: SpecialTokenSplitter
 
     public var padTokenId: Int { vocabulary.id(padToken) ?? 0 }
     public var specialTokens: [String] { [unknownToken, separatorToken, padToken, classToken, maskToken] }
@@ -63,16 +65,27 @@ public struct BertJapaneseTokenizer: TextTokenizer {
             subword = nil
         }
         wordPiece = WordPiece(vocabulary: vocabulary, unknownToken: unknownToken)
+        unknownId = vocabulary.id(unknownToken)!
+        classId = vocabulary.id(classToken)!
+        separatorId = vocabulary.id(separatorToken)!
+        splitter = SpecialTokenSplitter([unknownToken, separatorToken, padToken, classToken, maskToken]
+            .sorted { $0.utf8.count != $1.utf8.count ? $0.utf8.count > $1.utf8.count : $0 < $1 })
     }
 
     /// The tokens of `text` (no special tokens added), and the morphemes MeCab split it into.
     public func tokenize(_ text: String) throws -> (tokens: [String], morphemes: [Morpheme]) {
-        var tokens: [String] = []
+        let (ids, morphemes) = try tokenizeIds(text)
+        return (ids.map { vocabulary.tokens[$0] }, morphemes)
+    }
+
+    /// The ids of `text` (no special tokens added), and the morphemes MeCab split it into.
+    public func tokenizeIds(_ text: String) throws -> (ids: [Int], morphemes: [Morpheme]) {
+        var ids: [Int] = []
         var morphemes: [Morpheme] = []
         // Special tokens written in the text stay whole (transformers splits on them first).
-        for (segment, isSpecial) in splitOnSpecialTokens(text) {
+        for (segment, isSpecial) in splitter.split(text) {
             if isSpecial {
-                tokens.append(segment)
+                ids.append(vocabulary.id(segment) ?? unknownId)
                 continue
             }
             var words: [String]
@@ -80,63 +93,49 @@ public struct BertJapaneseTokenizer: TextTokenizer {
                 let normalized = normalizeText ? nfkc(segment) : segment
                 let parsed = try mecab.parse(normalized)
                 morphemes += parsed
-                words = parsed.map { doLowerCase ? $0.surface.lowercased() : $0.surface }
+                words = parsed.map { doLowerCase ? lowercase($0.surface) : $0.surface }
             } else {
                 words = [segment]
             }
             switch subword {
-            case .wordpiece?: tokens += words.flatMap { wordPiece.tokenize($0) }
-            case .character?: tokens += words.flatMap { characterTokens($0) }
-            case nil: tokens += words
+            case .wordpiece?: for word in words { wordPiece.tokenizeIds(word, into: &ids) }
+            case .character?: for word in words { characterIds(word, into: &ids) }
+            case nil: ids += words.map { vocabulary.trie.id($0.utf8) ?? unknownId }
             }
         }
-        return (tokens, morphemes)
+        return (ids, morphemes)
     }
 
     /// transformers' CharacterTokenizer: NFKC, then each code point or the unknown token.
-    func characterTokens(_ word: String) -> [String] {
+    func characterIds(_ word: String, into ids: inout [Int]) {
         let text = normalizeText ? nfkc(word) : word
-        return text.unicodeScalars.map { vocabulary.id(String($0)) != nil ? String($0) : unknownToken }
+        for scalar in text.unicodeScalars { ids.append(vocabulary.trie.id(String(scalar).utf8) ?? unknownId) }
     }
 
-    func splitOnSpecialTokens(_ text: String) -> [(String, Bool)] {
-        var pieces: [(String, Bool)] = []
-        var rest = Substring(text)
-        let specials = specialTokens.sorted { $0.count > $1.count }
-        while !rest.isEmpty {
-            var earliest: (Range<Substring.Index>, String)?
-            for special in specials {
-                if let range = rest.range(of: special), earliest == nil || range.lowerBound < earliest!.0.lowerBound {
-                    earliest = (range, special)
-                }
-            }
-            guard let (range, special) = earliest else {
-                pieces.append((String(rest), false))
-                break
-            }
-            if range.lowerBound > rest.startIndex { pieces.append((String(rest[..<range.lowerBound]), false)) }
-            pieces.append((special, true))
-            rest = rest[range.upperBound...]
+    /// Python's str.lower() for a surface: nothing to do for kana and kanji, ASCII by hand, else Foundation.
+    func lowercase(_ s: String) -> String {
+        var ascii = true, caseless = true
+        for u in s.utf8 {
+            if u >= 0x80 { ascii = false } else if u >= 0x41 && u <= 0x5A { caseless = false }
         }
-        return pieces
+        if ascii { return caseless ? s : String(decoding: s.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self) }
+        if caseless && s.unicodeScalars.allSatisfy({ $0.value >= 0x3000 && $0.value <= 0x9FFF }) { return s }
+        return s.lowercased()
     }
 
     public func encode(_ text: String, options: EncodingOptions) throws -> Encoding {
-        let (tokens, morphemes) = try tokenize(text)
+        let (tokens, morphemes) = try tokenizeIds(text)
         let limit = options.maxLength ?? modelMaxLength
         let room = options.addSpecialTokens ? max(limit - 2, 0) : limit
-        let kept = Array(tokens.prefix(room))
-        var all = options.addSpecialTokens ? [classToken] + kept + [separatorToken] : kept
-        let unknownId = vocabulary.id(unknownToken)!
-        var ids = all.map { vocabulary.id($0) ?? unknownId }
+        let kept = tokens.prefix(room)
+        var ids = options.addSpecialTokens ? [classId] + kept + [separatorId] : Array(kept)
         var mask = Array(repeating: 1, count: ids.count)
         if options.padToMaxLength && ids.count < limit {
             let padding = limit - ids.count
             ids += Array(repeating: padTokenId, count: padding)
             mask += Array(repeating: 0, count: padding)
-            all += Array(repeating: padToken, count: padding)
         }
-        return Encoding(ids: ids, attentionMask: mask, tokens: all, morphemes: mecab == nil ? nil : morphemes,
+        return Encoding(ids: ids, attentionMask: mask, tokens: ids.map { vocabulary.tokens[$0] }, morphemes: mecab == nil ? nil : morphemes,
                         truncatedTokens: tokens.count - kept.count)
     }
 }

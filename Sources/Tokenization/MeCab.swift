@@ -85,23 +85,43 @@ public final class MeCab: @unchecked Sendable {
     }
 
     deinit {
+        for lattice in idleLattices { mecab_lattice_destroy(lattice) }
         mecab_destroy(tagger)
         mecab_model_destroy(model)
     }
 
+    /// Idle lattices, reused: a lattice serves one call at a time (creating one per call costs more than
+    /// parsing a prompt: its buffers go back to the kernel each time).
+    var idleLattices: [OpaquePointer] = []
+    let latticeLock = NSLock()
+
+    func takeLattice() throws -> OpaquePointer {
+        latticeLock.lock()
+        let idle = idleLattices.popLast()
+        latticeLock.unlock()
+        if let idle { return idle }
+        guard let lattice = mecab_model_new_lattice(model) else { throw TokenizationError.mecabFailed("cannot create a lattice") }
+        return lattice
+    }
+
+    func returnLattice(_ lattice: OpaquePointer) {
+        mecab_lattice_clear(lattice)
+        latticeLock.lock()
+        if idleLattices.count < 64 { idleLattices.append(lattice); latticeLock.unlock() } else { latticeLock.unlock(); mecab_lattice_destroy(lattice) }
+    }
+
     /// The morphemes of `text` (whitespace between them is skipped, as MeCab does).
     public func parse(_ text: String) throws -> [Morpheme] {
-        guard let lattice = mecab_model_new_lattice(model) else { throw TokenizationError.mecabFailed("cannot create a lattice") }
-        defer { mecab_lattice_destroy(lattice) }
-        var utf8 = Array(text.utf8)
-        utf8.append(0)
-        return try utf8.withUnsafeBufferPointer { buffer -> [Morpheme] in
-            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
-            mecab_lattice_set_sentence2(lattice, base, buffer.count - 1)
+        let lattice = try takeLattice()
+        defer { returnLattice(lattice) }
+        let length = text.utf8.count
+        return try text.withCString { base -> [Morpheme] in
+            mecab_lattice_set_sentence2(lattice, base, length)
             guard mecab_parse_lattice(tagger, lattice) != 0 else {
                 throw TokenizationError.mecabFailed(String(cString: mecab_lattice_strerror(lattice)))
             }
             var morphemes: [Morpheme] = []
+            morphemes.reserveCapacity(length / 3 + 2)
             var node = mecab_lattice_get_bos_node(lattice)
             while let current = node {
                 let n = current.pointee

@@ -19,7 +19,7 @@ public final class SentencePieceTokenizer: TextTokenizer, @unchecked Sendable {
     public let padTokenId: Int
     /// Special tokens recognised in the text, with their ids.
     let specialIds: [String: Int]
-    let specialsByLength: [String]
+    let splitter: SpecialTokenSplitter
     let prefixIds: [Int], suffixIds: [Int]
     let tokensById: [Int: String]
     let preTokenizer: MeCabPreTokenizer?
@@ -64,7 +64,7 @@ public final class SentencePieceTokenizer: TextTokenizer, @unchecked Sendable {
             padTokenId = 1
         }
         specialIds = specials
-        specialsByLength = specials.keys.sorted { $0.utf8.count != $1.utf8.count ? $0.utf8.count > $1.utf8.count : $0 < $1 }
+        splitter = SpecialTokenSplitter(specials.keys.sorted { $0.utf8.count != $1.utf8.count ? $0.utf8.count > $1.utf8.count : $0 < $1 })
         tokensById = names
         modelMaxLength = min(config["model_max_length"] as? Int ?? 512, 1 << 20)
         preTokenizer = try MeCabPreTokenizer(config: config, folder: folder, options: options)
@@ -82,7 +82,7 @@ public final class SentencePieceTokenizer: TextTokenizer, @unchecked Sendable {
     public func encode(_ text: String, options: EncodingOptions) throws -> Encoding {
         var ids: [Int] = []
         var morphemes: [Morpheme]? = preTokenizer == nil ? nil : []
-        for (chunk, special) in splitOnSpecialTokens(text, specials: specialsByLength) {
+        for (chunk, special) in splitter.split(text) {
             if special {
                 ids.append(specialIds[chunk]!)
             } else if let preTokenizer {
@@ -110,24 +110,44 @@ func specialToken(_ config: [String: Any], _ key: String) -> String? {
 /// Splits text on special tokens (leftmost match, the longest token at a position), as transformers'
 /// added-tokens trie: (chunk, isSpecial) in order, no empty chunks. `specials` sorted longest first.
 func splitOnSpecialTokens(_ text: String, specials: [String]) -> [(String, Bool)] {
-    guard !specials.isEmpty, !text.isEmpty else { return text.isEmpty ? [] : [(text, false)] }
-    let firstBytes = Set(specials.compactMap { $0.utf8.first })
-    var out: [(String, Bool)] = []
-    let utf8 = Array(text.utf8)
-    let tokens = specials.map { Array($0.utf8) }
-    var chunkStart = 0, i = 0
-    while i < utf8.count {
-        if firstBytes.contains(utf8[i]), let t = tokens.first(where: { i + $0.count <= utf8.count && utf8[i..<(i + $0.count)].elementsEqual($0) }) {
-            if i > chunkStart { out.append((String(decoding: utf8[chunkStart..<i], as: UTF8.self), false)) }
-            out.append((String(decoding: t, as: UTF8.self), true))
-            i += t.count
-            chunkStart = i
-        } else {
-            i += 1
-        }
+    SpecialTokenSplitter(specials).split(text)
+}
+
+/// The special-token split with the tokens' bytes prepared once.
+struct SpecialTokenSplitter: Sendable {
+    let tokens: [[UInt8]]
+    let firstBytes: [Bool]
+
+    /// `specials` in the order they are tried at a position (longest first).
+    init(_ specials: [String]) {
+        tokens = specials.map { Array($0.utf8) }.filter { !$0.isEmpty }
+        var first = [Bool](repeating: false, count: 256)
+        for t in tokens { first[Int(t[0])] = true }
+        firstBytes = first
     }
-    if chunkStart < utf8.count { out.append((String(decoding: utf8[chunkStart...], as: UTF8.self), false)) }
-    return out
+
+    func split(_ text: String) -> [(String, Bool)] {
+        if text.isEmpty { return [] }
+        var copy = text
+        let pieces = copy.withUTF8 { utf8 -> [(String, Bool)] in
+            var out: [(String, Bool)] = []
+            var chunkStart = 0, i = 0
+            while i < utf8.count {
+                if firstBytes[Int(utf8[i])], let t = tokens.first(where: { i + $0.count <= utf8.count && utf8[i..<(i + $0.count)].elementsEqual($0) }) {
+                    if i > chunkStart { out.append((String(decoding: utf8[chunkStart..<i], as: UTF8.self), false)) }
+                    out.append((String(decoding: t, as: UTF8.self), true))
+                    i += t.count
+                    chunkStart = i
+                } else {
+                    i += 1
+                }
+            }
+            if chunkStart == 0 { return [] }   // no special token: the text itself, without a copy
+            if chunkStart < utf8.count { out.append((String(decoding: utf8[chunkStart...], as: UTF8.self), false)) }
+            return out
+        }
+        return pieces.isEmpty ? [(text, false)] : pieces
+    }
 }
 
 /// Truncates ids to fit `limit` with the prefix and suffix, adds them, and pads: the Encoding.

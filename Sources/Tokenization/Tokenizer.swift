@@ -1,7 +1,9 @@
 // One entry point for the tokenizers of model folders: `loadTokenizer(folder:)` reads
 // tokenizer_config.json (and the files it implies) from a transformers folder or the `tokenizer/`
 // folder of a diffusers pipeline, and returns a tokenizer giving ids, attention mask, tokens and, for
-// MeCab pipelines, the morphemes.
+// MeCab pipelines, the morphemes. Classes: BertJapaneseTokenizer, CLIPTokenizer, T5Tokenizer and
+// XLMRobertaTokenizer (tokenizer.json when present, else the SentencePiece model file), and any other class
+// with a tokenizer.json (FastTokenizer); a folder with only a tokenizer.json loads that.
 
 import Foundation
 
