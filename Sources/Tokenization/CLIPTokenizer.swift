@@ -22,23 +22,31 @@ public final class CLIPTokenizer: TextTokenizer, @unchecked Sendable {
 
     public init(folder: URL, config: [String: Any]) throws {
         let vocabURL = folder.appendingPathComponent("vocab.json"), mergesURL = folder.appendingPathComponent("merges.txt")
-        for url in [vocabURL, mergesURL] where !FileManager.default.fileExists(atPath: url.path) {
-            throw TokenizationError.missingFile(path: url.path)
-        }
-        guard let vocab = try? JSONSerialization.jsonObject(with: Data(contentsOf: vocabURL)) as? [String: Int] else {
-            throw TokenizationError.invalidFile(path: vocabURL.path, reason: "not a JSON object of token -> id")
-        }
-        guard let mergesText = String(data: try Data(contentsOf: mergesURL), encoding: .utf8) else {
-            throw TokenizationError.invalidFile(path: mergesURL.path, reason: "not UTF-8")
-        }
+        let jsonURL = folder.appendingPathComponent("tokenizer.json")
+        let vocab: [String: Int]
         var ranks: [String: Int] = [:]
-        for (lineNumber, line) in mergesText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            if line.hasPrefix("#version") || line.isEmpty { continue }
-            let parts = line.split(separator: " ")
-            guard parts.count == 2 else {
-                throw TokenizationError.invalidFile(path: mergesURL.path, reason: "line \(lineNumber + 1) is not two symbols: '\(line)'")
+        if !FileManager.default.fileExists(atPath: vocabURL.path), FileManager.default.fileExists(atPath: jsonURL.path) {
+            // transformers 5 saves only tokenizer.json: the same BPE vocabulary and merges under "model".
+            (vocab, ranks) = try Self.bpeFromTokenizerJSON(jsonURL)
+        } else {
+            for url in [vocabURL, mergesURL] where !FileManager.default.fileExists(atPath: url.path) {
+                throw TokenizationError.missingFile(path: url.path)
             }
-            if ranks[String(line)] == nil { ranks[String(line)] = ranks.count }
+            guard let v = try? JSONSerialization.jsonObject(with: Data(contentsOf: vocabURL)) as? [String: Int] else {
+                throw TokenizationError.invalidFile(path: vocabURL.path, reason: "not a JSON object of token -> id")
+            }
+            vocab = v
+            guard let mergesText = String(data: try Data(contentsOf: mergesURL), encoding: .utf8) else {
+                throw TokenizationError.invalidFile(path: mergesURL.path, reason: "not UTF-8")
+            }
+            for (lineNumber, line) in mergesText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                if line.hasPrefix("#version") || line.isEmpty { continue }
+                let parts = line.split(separator: " ")
+                guard parts.count == 2 else {
+                    throw TokenizationError.invalidFile(path: mergesURL.path, reason: "line \(lineNumber + 1) is not two symbols: '\(line)'")
+                }
+                if ranks[String(line)] == nil { ranks[String(line)] = ranks.count }
+            }
         }
         // Special tokens: tokenizer_config.json, then special_tokens_map.json, then CLIP's defaults.
         var specials = config
@@ -228,3 +236,33 @@ let byteToUnicode: [Unicode.Scalar] = {
     }
     return table
 }()
+
+extension CLIPTokenizer {
+    /// The BPE model of a fast tokenizer file: model.vocab (token -> id) and model.merges, each merge a
+    /// "a b" string (tokenizers < 0.20) or an ["a", "b"] pair (newer), in rank order.
+    static func bpeFromTokenizerJSON(_ url: URL) throws -> (vocab: [String: Int], ranks: [String: Int]) {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any],
+              let model = root["model"] as? [String: Any] else {
+            throw TokenizationError.invalidFile(path: url.path, reason: "not a tokenizer.json with a \"model\" object")
+        }
+        guard (model["type"] as? String ?? "BPE") == "BPE" else {
+            throw TokenizationError.invalidFile(path: url.path, reason: "model type \(model["type"] ?? "?") is not BPE")
+        }
+        guard let vocab = model["vocab"] as? [String: Int], let merges = model["merges"] as? [Any] else {
+            throw TokenizationError.invalidFile(path: url.path, reason: "model.vocab or model.merges is missing")
+        }
+        var ranks: [String: Int] = [:]
+        for (i, merge) in merges.enumerated() {
+            let pair: String
+            if let text = merge as? String, text.split(separator: " ").count == 2 {
+                pair = text
+            } else if let parts = merge as? [String], parts.count == 2 {
+                pair = parts[0] + " " + parts[1]
+            } else {
+                throw TokenizationError.invalidFile(path: url.path, reason: "merge \(i) is not a pair of symbols")
+            }
+            if ranks[pair] == nil { ranks[pair] = ranks.count }
+        }
+        return (vocab, ranks)
+    }
+}

@@ -12,9 +12,9 @@ final class CLIPTokenizerTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/Tokenization")
 
-    func check(_ kind: String) throws {
+    func check(_ kind: String, folder: String? = nil) throws {
         let reference = try JSONDecoder().decode([String: Kind].self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("clip_cases.json")))[kind]!
-        let tokenizer = try loadTokenizer(folder: Self.fixtures.appendingPathComponent(kind))
+        let tokenizer = try loadTokenizer(folder: Self.fixtures.appendingPathComponent(folder ?? kind))
         XCTAssertEqual(tokenizer.padTokenId, reference.pad_id)
         XCTAssertGreaterThanOrEqual(reference.cases.count, 1000)
         var mismatches = 0
@@ -32,6 +32,8 @@ final class CLIPTokenizerTests: XCTestCase {
 
     func testSD1StyleIdsEqualTransformers() throws { try check("clip-sd1") }
     func testSDXLSecondEncoderPadsWithExclamationMark() throws { try check("clip-sdxl2") }
+    /// transformers 5 saves a CLIP tokenizer as tokenizer.json only (vocab and merges under "model").
+    func testTokenizerJSONOnlyFolder() throws { try check("clip-sd1", folder: "clip-sd1-json") }
 
     func testBadFiles() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clip-\(UUID().uuidString)")
