@@ -133,10 +133,9 @@ public func atomicWrite(_ text: String, to url: URL) throws {
     let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
     do {
         try Data(text.utf8).write(to: temporary)
-        if FileManager.default.fileExists(atPath: url.path) {
-            _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-        } else {
-            try FileManager.default.moveItem(at: temporary, to: url)
+        // rename(2) replaces an existing file atomically (Foundation's replaceItemAt fails on Linux then).
+        guard rename(temporary.path, url.path) == 0 else {
+            throw EvaluationError.unreadableFile(path: url.path, reason: "cannot write: \(String(cString: strerror(errno)))")
         }
     } catch {
         try? FileManager.default.removeItem(at: temporary)

@@ -246,7 +246,16 @@ public enum MergeEngine {
             }
             if plan.outputIsFolder {
                 if FileManager.default.fileExists(atPath: output.path) {
-                    _ = try FileManager.default.replaceItemAt(output, withItemAt: staging)
+                    // Swap folders by renames (replaceItemAt fails on Linux for a non-empty folder): the old
+                    // output moves aside, the new one takes its name, then the old one is removed.
+                    let aside = output.deletingLastPathComponent()
+                        .appendingPathComponent(".\(output.lastPathComponent).\(UUID().uuidString).old")
+                    try FileManager.default.moveItem(at: output, to: aside)
+                    do { try FileManager.default.moveItem(at: staging, to: output) } catch {
+                        try? FileManager.default.moveItem(at: aside, to: output)
+                        throw error
+                    }
+                    try? FileManager.default.removeItem(at: aside)
                 } else {
                     try FileManager.default.moveItem(at: staging, to: output)
                 }

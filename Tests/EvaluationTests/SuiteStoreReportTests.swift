@@ -192,5 +192,11 @@ final class ResultsStoreTests: XCTestCase {
         XCTAssertTrue(markdown.contains("| merged | hash-merged | 6 |"))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: files.html.deletingLastPathComponent().path)
         XCTAssertEqual(Set(leftovers), ["report.md", "report.html"], "no temporary file left behind")
+        // Writing the report again replaces both files in place.
+        let again = try writeReport(rows: rows, title: "二回目", to: directory.appendingPathComponent("report"))
+        XCTAssertTrue(try String(contentsOf: again.html, encoding: .utf8).contains("二回目"))
+        XCTAssertTrue(try String(contentsOf: again.markdown, encoding: .utf8).contains("二回目"))
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: files.html.deletingLastPathComponent().path)),
+                       ["report.md", "report.html"])
     }
 }

@@ -124,6 +124,13 @@ final class MergeEngineTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: output.appendingPathComponent("model_index.json").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: output.appendingPathComponent("vae/config.json").path))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".tmp") }, [])
+
+        // Merging again onto the existing folder replaces it whole (weights 0.25/0.75 -> 2.5).
+        let again = try Recipe(yaml: "inputs: {a: \(a.path), b: \(b.path)}\nmethod: linear\nparameters: {weight: {a: 0.25, b: 0.75}}\ndtype: fp16\n")
+        try MergeEngine.run(try MergeEngine.plan(again, outputPath: output.path), to: output.path)
+        let replaced = try SafeTensorsFile(url: output.appendingPathComponent("unet/diffusion_pytorch_model.safetensors"))
+        XCTAssertEqual(try replaced.tensor("conv_in.weight").scalars, [2.5, 2.5, 2.5, 2.5])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix(".") }, [])
     }
 
     func testBadRecipesAndInputsAreRefusedBeforeWriting() throws {
