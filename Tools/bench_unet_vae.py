@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--sdxl", action="store_true", help="also the SDXL UNet at 1024 (slow)")
     ap.add_argument("--only", nargs="*", default=["sd15-unet", "sd-vae", "taesd"])
     ap.add_argument("--no-warm-up", action="store_true")
+    ap.add_argument("--jpbench-args", nargs="*", default=[], help="extra jpbench arguments, e.g. --winograd off")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -101,7 +102,7 @@ def main():
         theirs = json.loads(ref.stdout.strip().splitlines()[-1])
         sub = "unet" if kind == "unet" else "vae"
         ours_out = subprocess.run([args.jpbench, sub, "--folder", folder, "--size", str(size),
-                                   "--gflop", str(theirs["gflop"])] + extra,
+                                   "--gflop", str(theirs["gflop"])] + extra + args.jpbench_args,
                                   capture_output=True, text=True, check=True)
         ours = json.loads(ours_out.stdout.strip().splitlines()[-1])
         print(json.dumps({
@@ -111,6 +112,8 @@ def main():
             "diffusers_gflops": round(theirs["gflop"] / theirs["seconds"], 1),
             "jpgen_peak_rss_mb": round(ours["peak_rss_mb"]), "diffusers_peak_rss_mb": round(theirs["peak_rss_mb"]),
             "time_ratio_jpgen_over_diffusers": round(ours["seconds"] / theirs["seconds"], 3),
+            "winograd": ours.get("winograd"),
+            "load_average_1min": round(os.getloadavg()[0], 2),   # other work on the machine meanwhile
         }), flush=True)
 
 
