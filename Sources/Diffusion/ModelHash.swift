@@ -27,10 +27,13 @@ public enum ModelHash {
                 throw PipelineError.unsupportedModel(path: url.path, reason: "cannot be read")
             }
             defer { try? handle.close() }
-            while true {
-                let chunk = handle.readData(ofLength: 4 << 20)
-                if chunk.isEmpty { break }
-                chunk.withUnsafeBytes { hasher.update($0) }
+            // read(upToCount:) throws on an I/O error (readData(ofLength:) would trap).
+            do {
+                while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty {
+                    chunk.withUnsafeBytes { hasher.update($0) }
+                }
+            } catch {
+                throw PipelineError.unsupportedModel(path: url.path, reason: "cannot be read: \(error.localizedDescription)")
             }
         }
         let digest = hasher.finalize()
