@@ -3,7 +3,8 @@
 //   logits_per_image = exp(logit_scale) * image_embeds @ text_embeds^T,  logits_per_text = its transpose
 // The text tower is any `TextEncoder` that yields `textEmbeds` (CLIP text with projection, or an
 // M-CLIP / Japanese-CLIP style BERT/XLM-R tower with its projection), so dual encoders that pair a CLIP
-// vision tower with another text tower score the same way.
+// vision tower with another text tower score the same way. `load` reads both transformers layouts:
+// CLIPModel folders and VisionTextDualEncoderModel folders (CLIP vision + BERT/XLM-R text tower).
 
 import Foundation
 import Kernels
@@ -20,16 +21,33 @@ public struct CLIPModel {
         self.logitScale = logitScale
     }
 
-    /// Loads a transformers CLIPModel folder (config.json with text_config and vision_config,
-    /// model.safetensors with text_model.*, vision_model.*, the two projections and logit_scale).
+    /// Loads a transformers CLIPModel or VisionTextDualEncoderModel folder (config.json with
+    /// text_config and vision_config, model.safetensors with text_model.*, vision_model.*, the two
+    /// projections and logit_scale). A dual encoder's vision tower is a CLIPVisionModel, saved as
+    /// `vision_model.*` by transformers 5 and `vision_model.vision_model.*` by transformers 4.
     public static func load(folder: URL) throws -> CLIPModel {
         let configURL = folder.appendingPathComponent("config.json")
         struct Nested: Decodable {
+            struct Kind: Decodable {
+                let modelType: String?
+                enum CodingKeys: String, CodingKey { case modelType = "model_type" }
+            }
             let visionConfig: CLIPVisionConfig
+            let visionKind: Kind
             let projectionDim: Int?
             enum CodingKeys: String, CodingKey { case visionConfig = "vision_config", projectionDim = "projection_dim" }
+            init(from decoder: Decoder) throws {
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                visionKind = try c.decode(Kind.self, forKey: .visionConfig)
+                visionConfig = try c.decode(CLIPVisionConfig.self, forKey: .visionConfig)
+                projectionDim = try c.decodeIfPresent(Int.self, forKey: .projectionDim)
+            }
         }
         let nested = try loadConfig(Nested.self, from: configURL)
+        if let kind = nested.visionKind.modelType, kind != "clip_vision_model" {
+            throw NetworksError.unsupportedArchitecture(
+                file: configURL.path, name: "vision_config.model_type \(kind) (only CLIP vision towers are supported)")
+        }
         let raw = try WeightStore(folder: folder)
         let known = ["text_model.", "vision_model.", "text_projection.", "visual_projection.", "logit_scale"]
         let strangers = raw.names.filter { name in !known.contains { name.hasPrefix($0) } }
@@ -42,8 +60,9 @@ public struct CLIPModel {
         } else if let dim = nested.projectionDim {
             visionConfig.projectionDim = dim
         }
+        let visionPrefix = raw.hasPrefix("vision_model.vision_model.") ? "vision_model.vision_model." : "vision_model."
         let visionStore = try raw.renamed { name in
-            if name.hasPrefix("vision_model.") { return String(name.dropFirst("vision_model.".count)) }
+            if name.hasPrefix(visionPrefix) { return String(name.dropFirst(visionPrefix.count)) }
             return name == "visual_projection.weight" ? name : nil
         }
         let vision = try CLIPVisionModel(config: visionConfig, weights: visionStore, file: configURL.path)

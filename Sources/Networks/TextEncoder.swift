@@ -100,7 +100,7 @@ public struct TextEncoder {
         case .bert(let model):
             output = try model(ids: ids, attentionMask: attentionMask, tokenTypeIds: tokenTypeIds)
         }
-        head?.apply(&output, attentionMask: attentionMask)
+        try head?.apply(&output, attentionMask: attentionMask)
         return output
     }
 
@@ -143,6 +143,23 @@ public struct TextEncoder {
             let linear = try LinearWeights(store, "LinearTransformation", out: mclip.numDims,
                                            in: mclip.transformerConfig.hiddenSize)
             encoder = TextEncoder(architecture: architecture, body: .bert(bert), head: .maskedMeanLinear(linear))
+        case "VisionTextDualEncoderModel", "vision-text-dual-encoder":
+            // The text tower (text_model.*, BERT or XLM-R with its pooler) and text_projection.
+            let config = try loadConfig(NestedBERTConfig.self, from: configURL).textConfig
+            guard bertFamily(config.modelType ?? "") != nil else {
+                throw NetworksError.unsupportedArchitecture(file: file, name: "text_config.model_type \(config.modelType ?? "nil")")
+            }
+            store = try BERTKeyMap.transformers(try raw.renamed { name in
+                if name.hasPrefix("text_model.") { return String(name.dropFirst("text_model.".count)) }
+                return name == "text_projection.weight" ? name : nil
+            }, basePrefix: nil)
+            let bert = try BERTModel(config: config, weights: store, file: file)
+            guard bert.pooler != nil else { throw NetworksError.missingKey("text_model.pooler.dense.weight (in \(file))") }
+            guard let projectionDim = raw.shape(of: "text_projection.weight")?.first else {
+                throw NetworksError.missingKey("text_projection.weight")
+            }
+            let projection = try LinearWeights(store, "text_projection", out: projectionDim, in: config.hiddenSize, bias: false)
+            encoder = TextEncoder(architecture: architecture, body: .bert(bert), head: .pooledLinear(projection))
         default:
             guard let family = bertFamily(architecture) else {
                 throw NetworksError.unsupportedArchitecture(file: file, name: architecture)
@@ -223,6 +240,12 @@ struct ArchitectureProbe: Decodable {
 /// A full CLIPModel config.json: the text tower's config is nested.
 struct NestedTextConfig: Decodable {
     let textConfig: CLIPTextConfig
+    enum CodingKeys: String, CodingKey { case textConfig = "text_config" }
+}
+
+/// A VisionTextDualEncoderModel config.json: the BERT-family text tower's config is nested.
+struct NestedBERTConfig: Decodable {
+    let textConfig: BERTConfig
     enum CodingKeys: String, CodingKey { case textConfig = "text_config" }
 }
 

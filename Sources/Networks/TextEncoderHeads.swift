@@ -6,6 +6,9 @@
 //     has_pre_transformation = transformation_pre(pre_LN(hidden_states[-2])).
 //   - M-CLIP's MultilingualCLIP (FreddeFrallan/Multilingual-CLIP): the attention-masked mean of the
 //     last hidden state, then LinearTransformation -> text_embeds.
+//   - transformers' VisionTextDualEncoderModel (a CLIP vision tower paired with a BERT or XLM-R text
+//     tower, the form Japanese CLIP checkpoints take there): text_projection(pooler_output), where
+//     pooler_output = tanh(pooler.dense(x[:, 0])).
 
 import Foundation
 import Kernels
@@ -18,6 +21,8 @@ public enum TextProjectionHead {
     case preTransformation(layerNorm: LayerNormWeights, linear: LinearWeights, unused: LinearWeights)
     /// Pooled: masked mean over tokens, then `LinearTransformation` [P, C] -> [B, P].
     case maskedMeanLinear(LinearWeights)
+    /// Pooled: the encoder's pooler output, then `text_projection` [P, C] (no bias) -> [B, P].
+    case pooledLinear(LinearWeights)
 
     /// Loads the series head (`transformation*`, `pre_LN`) for an encoder of width `hidden`.
     static func series(_ store: WeightStore, hidden: Int, projectDim: Int, pre: Bool, eps: Float) throws -> TextProjectionHead {
@@ -32,13 +37,13 @@ public enum TextProjectionHead {
     /// The width the head produces.
     public var outputDim: Int {
         switch self {
-        case .transformation(let l), .maskedMeanLinear(let l): return l.outFeatures
+        case .transformation(let l), .maskedMeanLinear(let l), .pooledLinear(let l): return l.outFeatures
         case .preTransformation(_, let l, _): return l.outFeatures
         }
     }
 
     /// Adds the head's output to an encoder output (`projectionState` or `textEmbeds`).
-    func apply(_ output: inout TextEncoderOutput, attentionMask: [[Int]]?) {
+    func apply(_ output: inout TextEncoderOutput, attentionMask: [[Int]]?) throws {
         switch self {
         case .transformation(let linear):
             output.projectionState = linear(output.lastHiddenState)              // [B, T, P]
@@ -47,6 +52,9 @@ public enum TextProjectionHead {
             output.projectionState = linear(norm(penultimate))                   // [B, T, P]
         case .maskedMeanLinear(let linear):
             output.textEmbeds = linear(maskedMean(output.lastHiddenState, attentionMask))   // [B, P]
+        case .pooledLinear(let linear):
+            guard let pooled = output.pooled else { throw NetworksError.missingKey("pooler.dense.weight") }
+            output.textEmbeds = linear(pooled)                                   // [B, P]
         }
     }
 }

@@ -28,6 +28,25 @@ final class ClassifyCommandTests: XCTestCase {
         XCTAssertTrue(table.stdout.hasPrefix(" 0.3492  富士山"), table.stdout)
     }
 
+    /// Dual encoders (CLIP vision + Japanese BERT or XLM-R text tower, Tools/fixtures/dual_encoder.py):
+    /// Japanese labels go through the tower's own tokenizer (MeCab + WordPiece, SentencePiece).
+    func testDualEncoderProbabilitiesEqualTransformers() throws {
+        for tower in ["bert", "xlmr"] {
+            let reference = try JSONDecoder().decode(
+                Reference.self, from: Data(contentsOf: fixtures.appendingPathComponent("tiny-dual-\(tower)-classify.json")))
+            let r = try runJPGen(["classify", fixtures.appendingPathComponent("classify.png").path,
+                                  "--labels", reference.labels.joined(separator: ","), "--template", reference.template,
+                                  "--model", fixtures.appendingPathComponent("tiny-dual-\(tower)").path, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let rows = (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["labels"] as! [[String: Any]]
+            XCTAssertEqual(rows.map { $0["label"] as! String }, reference.labels, tower)
+            for (row, expected) in zip(rows, reference.probabilities) {
+                // Tolerance: 1e-4 absolute on each probability.
+                XCTAssertEqual(row["probability"] as! Double, expected, accuracy: 1e-4, "\(tower) \(row["label"] as! String)")
+            }
+        }
+    }
+
     func testBadInputsAreClearErrors() throws {
         let model = fixtures.appendingPathComponent("tiny-clip").path
         let notPNG = try runJPGen(["classify", model + "/config.json", "--labels", "a,b", "--model", model])

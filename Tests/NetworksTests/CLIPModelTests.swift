@@ -34,6 +34,55 @@ final class CLIPModelTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbsDifference(logits, try expected.tensor("logits_per_image")), 1e-4)
     }
 
+    /// VisionTextDualEncoderModel (CLIP vision + BERT / XLM-R text tower with pooler and projection)
+    /// against transformers (Tools/fixtures/dual_encoder.py).
+    func testDualEncodersMatchTransformers() throws {
+        for tower in ["bert", "xlmr"] {
+            let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("tiny-dual-\(tower)-expected.safetensors"))
+            let model = try CLIPModel.load(folder: Self.fixtures.appendingPathComponent("tiny-dual-\(tower)"))
+            let ids = self.ids(try expected.tensor("input_ids")), mask = self.ids(try expected.tensor("attention_mask"))
+            // Tolerance: max abs difference 1e-4 on every output.
+            let output = try model.text(ids: ids, attentionMask: mask)
+            XCTAssertLessThanOrEqual(maxAbsDifference(try XCTUnwrap(output.pooled), try expected.tensor("text_pooled")), 1e-4, tower)
+            let image = try model.imageEmbeddings(pixelValues: try expected.tensor("pixel_values"))
+            XCTAssertLessThanOrEqual(maxAbsDifference(image, try expected.tensor("image_embeds")), 1e-4, tower)
+            let text = try model.textEmbeddings(ids: ids, attentionMask: mask)
+            XCTAssertLessThanOrEqual(maxAbsDifference(text, try expected.tensor("text_embeds")), 1e-4, tower)
+            let logits = model.logitsPerImage(imageEmbeddings: image, textEmbeddings: text)
+            XCTAssertEqual(logits.shape, [2, 3])
+            XCTAssertLessThanOrEqual(maxAbsDifference(logits, try expected.tensor("logits_per_image")), 1e-4, tower)
+        }
+    }
+
+    /// transformers 4 saved a dual encoder's vision tower one level deeper (vision_model.vision_model.*);
+    /// such a folder loads to the same model. A non-CLIP vision tower is refused by name.
+    func testDualEncoderLayouts() throws {
+        let source = Self.fixtures.appendingPathComponent("tiny-dual-bert")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("dual-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = try String(contentsOf: source.appendingPathComponent("config.json"), encoding: .utf8)
+        try config.write(to: folder.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        let file = try SafeTensorsFile(url: source.appendingPathComponent("model.safetensors"))
+        let renamed = { (name: String) in name.hasPrefix("vision_model.") ? "vision_model." + name : name }
+        let writer = try SafeTensorsWriter(url: folder.appendingPathComponent("model.safetensors"),
+                                           entries: file.names.map { (renamed($0), .F32, file.info($0)!.shape) }, metadata: [:])
+        for name in file.names {
+            let t = try file.tensor(name)
+            try t.withUnsafeBufferPointer { try writer.write(renamed(name), float32: $0) }
+        }
+        try writer.finish()
+        let expected = try SafeTensorsFile(url: Self.fixtures.appendingPathComponent("tiny-dual-bert-expected.safetensors"))
+        let image = try CLIPModel.load(folder: folder).imageEmbeddings(pixelValues: try expected.tensor("pixel_values"))
+        XCTAssertLessThanOrEqual(maxAbsDifference(image, try expected.tensor("image_embeds")), 1e-4)
+
+        try config.replacingOccurrences(of: "\"clip_vision_model\"", with: "\"vit\"")
+            .write(to: folder.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPModel.load(folder: folder)) {
+            XCTAssertTrue("\($0)".contains("vision_config.model_type vit"), "\($0)")
+        }
+    }
+
     func testBadInputsAreNamed() throws {
         let model = try CLIPModel.load(folder: Self.fixtures.appendingPathComponent("tiny-clip"))
         XCTAssertThrowsError(try model.vision(pixelValues: Tensor(shape: [1, 3, 16, 16]))) {
