@@ -59,8 +59,9 @@ public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
     let chunk = workerMode ? perThreadRows : max(1, min(tq, attentionScoreBudget * threads / tk))
     let chunksPerHead = (tq + chunk - 1) / chunk
     let jobs = b * heads * chunksPerHead
-    let scoreBuffers = UnsafeMutablePointer<Float>.allocate(capacity: workers * chunk * tk)
-    defer { scoreBuffers.deallocate() }
+    let scoreWorkspace = Workspace(count: workers * chunk * tk)
+    defer { scoreWorkspace.release() }
+    let scoreBuffers = scoreWorkspace.pointer
     let rowFactors = UnsafeMutablePointer<Float>.allocate(capacity: workers * chunk)
     defer { rowFactors.deallocate() }
 

@@ -90,8 +90,9 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     if rowShift {
         // wr: [kh, O, C*kw], wr[dy, o, c*kw + dx] = weight[o, c, dy, dx]
         let k = c * kw
-        let wr = UnsafeMutablePointer<Float>.allocate(capacity: kh * o * k)
-        defer { wr.deallocate() }
+        let wrWorkspace = Workspace(count: kh * o * k)
+        defer { wrWorkspace.release() }
+        let wr = wrWorkspace.pointer
         let wsrc = weight.base
         parallelFor(o) { oc in
             for ch in 0..<c {
@@ -231,8 +232,9 @@ private func runConvTiles(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: Un
 
     if workerMode {
         let workers = Swift.min(threads, tileCount)
-        let bufs = UnsafeMutablePointer<Float>.allocate(capacity: workers * bufferSize)
-        defer { bufs.deallocate() }
+        let workspace = Workspace(count: workers * bufferSize)
+        defer { workspace.release() }
+        let bufs = workspace.pointer
         parallelWorkersWithSerialBLAS(workers) { worker in
             let buf = bufs + worker * bufferSize
             var t = worker
@@ -248,8 +250,9 @@ private func runConvTiles(_ g: ConvGeometry, x: UnsafePointer<Float>, weight: Un
             }
         }
     } else {
-        let buf = UnsafeMutablePointer<Float>.allocate(capacity: bufferSize)
-        defer { buf.deallocate() }
+        let workspace = Workspace(count: bufferSize)
+        defer { workspace.release() }
+        let buf = workspace.pointer
         for t in 0..<tileCount {
             let i = t / tilesPerImage, r0 = (t % tilesPerImage) * rowsPerTile
             let rows = Swift.min(rowsPerTile, g.ho - r0)

@@ -380,7 +380,7 @@ public func conv2dWinograd(_ x: Tensor, weight: Tensor, tile: Int, bias: Tensor?
                  "conv2dWinograd: x \(x.shape) and weight \(weight.shape) (needs [O, C, 3, 3])")
     precondition(tile == 2 || tile == 4, "conv2dWinograd: tile \(tile) is not 2 or 4")
     let o = weight.shape[0], c = weight.shape[1]
-    let u = ScratchBuffer(count: (tile + 2) * (tile + 2) * o * c)
+    let u = Workspace(count: (tile + 2) * (tile + 2) * o * c)
     defer { u.release() }
     winogradTransformFilter(weight.base, o: o, c: c, tile: tile, into: u.pointer)
     return conv2dWinograd(x, u: u.pointer, o: o, tile: tile, bias: bias)
@@ -409,8 +409,9 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: 
         blocks = (p.tileCount + blockTiles - 1) / blockTiles
         let perWorker = a2 * (c + o) * blockTiles + winogradLanes
         let workers = Swift.min(threads, blocks)
-        let buffers = UnsafeMutablePointer<Float>.allocate(capacity: workers * perWorker)
-        defer { buffers.deallocate() }
+        let workspace = Workspace(count: workers * perWorker)
+        defer { workspace.release() }
+        let buffers = workspace.pointer
         let next = WinogradBlockCounter()
         parallelWorkersWithSerialBLAS(workers) { worker in
             let v = buffers + worker * perWorker, mm = v + a2 * c * blockTiles
@@ -426,8 +427,9 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: 
         // Few tiles: blocks one after another, each step split over threads (channels for the
         // transforms, transform positions for the sgemms).
         let blockTiles = (p.tileCount + blocks - 1) / blocks
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: a2 * (c + o) * blockTiles + winogradLanes)
-        defer { v.deallocate() }
+        let workspace = Workspace(count: a2 * (c + o) * blockTiles + winogradLanes)
+        defer { workspace.release() }
+        let v = workspace.pointer
         let mm = v + a2 * c * blockTiles
         for block in 0..<blocks {
             let t0 = block * blockTiles, t1 = Swift.min(p.tileCount, t0 + blockTiles)
@@ -499,37 +501,3 @@ public func conv2dWinogradTile(n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, 
 /// 2-10% of such a convolution. JPGEN_WINOGRAD_KEEP_FILTERS=1 sets it at start.
 nonisolated(unsafe) public var winogradKeepsFilters: Bool =
     ProcessInfo.processInfo.environment["JPGEN_WINOGRAD_KEEP_FILTERS"] == "1"
-
-/// A large temporary float buffer: anonymous memory mapped with transparent huge pages requested
-/// (Linux), so that filling it takes a few hundred page faults instead of one per 4 KiB; plain
-/// allocation elsewhere.
-private struct ScratchBuffer {
-    let pointer: UnsafeMutablePointer<Float>
-    private let bytes: Int
-    private let mapped: Bool
-
-    init(count: Int) {
-        let huge = 2 << 20
-        bytes = Swift.max(1, (count * MemoryLayout<Float>.stride + huge - 1) / huge) * huge
-        #if os(Linux)
-        if count * MemoryLayout<Float>.stride >= huge,
-           let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-           raw != MAP_FAILED {
-            _ = madvise(raw, bytes, 14)   // MADV_HUGEPAGE
-            pointer = raw.bindMemory(to: Float.self, capacity: count)
-            mapped = true
-            return
-        }
-        #endif
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: Swift.max(1, count))
-        mapped = false
-    }
-
-    func release() {
-        #if os(Linux)
-        if mapped { _ = munmap(UnsafeMutableRawPointer(pointer), bytes); return }
-        #endif
-        pointer.deallocate()
-    }
-}

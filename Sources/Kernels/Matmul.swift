@@ -20,6 +20,7 @@ public func sgemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     if m == 0 || n == 0 { return }
+    _ = openBLASIdleSpinShortened
     if k == 0 {
         // BLAS semantics: C = beta * C.
         for i in 0..<m {

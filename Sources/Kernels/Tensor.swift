@@ -10,7 +10,8 @@
 
 import Foundation
 
-/// The reference-counted buffer behind a Tensor: 64-byte aligned Float32 storage.
+/// The reference-counted buffer behind a Tensor: 64-byte aligned Float32 storage (large ones come
+/// from and go back to `BufferPool`).
 public final class TensorStorage {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
@@ -18,12 +19,11 @@ public final class TensorStorage {
     init(count: Int) {
         precondition(count >= 0, "negative element count")
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.pointer = BufferPool.shared.allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { BufferPool.shared.release(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
 }
 
 public struct Tensor {

@@ -7,10 +7,42 @@
 //   activations, elementwise arithmetic, im2col copies. It splits `count` items into at most
 //   `kernelThreadCount` contiguous chunks.
 // `setThreadCount(n)` sets both to n.
+//
+// OpenBLAS's idle threads spin (sched_yield in a loop) for 2^28 cycles, about 0.1 s, after each
+// product before they sleep. Between products Kernels' own workers (attention, Winograd
+// transforms, norms) use every core, and a spinning BLAS thread took a share of the CPU from them
+// (a tenth of an SD1.5 UNet step on 2 cores went to scheduling). Kernels shortens the spin to 2^18
+// cycles (~0.1 ms: back-to-back products still find the threads awake) by setting
+// OPENBLAS_THREAD_TIMEOUT=18 unless the user set it. OpenBLAS reads that variable when it loads, so
+// its thread pool is restarted once, before the first product, through openblas_read_env,
+// blas_thread_shutdown_ and blas_thread_init (looked up at run time; skipped where the OpenBLAS
+// build lacks them, e.g. a serial or OpenMP one).
 
 import COpenBLAS
 import Dispatch
 import Foundation
+#if os(Linux)
+import Glibc
+#endif
+
+/// True once the OpenBLAS thread pool runs with the short idle spin (see the header).
+let openBLASIdleSpinShortened: Bool = {
+    #if os(Linux)
+    guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil else { return false }
+    guard let readEnv = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "openblas_read_env"),   // RTLD_DEFAULT
+          let shutdown = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_"),
+          let initialize = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_init") else { return false }
+    typealias Call = @convention(c) () -> Int32
+    setenv("OPENBLAS_THREAD_TIMEOUT", "18", 0)
+    _ = unsafeBitCast(readEnv, to: Call.self)()
+    _ = unsafeBitCast(shutdown, to: Call.self)()
+    _ = unsafeBitCast(initialize, to: Call.self)()
+    unsetenv("OPENBLAS_THREAD_TIMEOUT")   // child processes configure themselves the same way
+    return true
+    #else
+    return false
+    #endif
+}()
 
 /// Upper bound on the threads Kernels uses (Dispatch chunks and OpenBLAS threads). It starts at
 /// OpenBLAS's own count, so OPENBLAS_NUM_THREADS limits both pools unless setThreadCount is called.

@@ -103,9 +103,7 @@ struct MergeBench: ParsableCommand {
         try process.run()
         var peakKB = 0
         while process.isRunning {
-            if let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
-               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-               let kb = Int(line.split(separator: " ").dropFirst().first ?? "") {
+            if let kb = peakResidentKilobytes(pid: "\(process.processIdentifier)") {
                 peakKB = max(peakKB, kb)
             }
             usleep(20_000)

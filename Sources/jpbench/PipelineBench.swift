@@ -105,9 +105,7 @@ func measureChild(_ argv: [String], captureOutput: Bool = false) throws -> (seco
     }
     var peakKB = 0
     while process.isRunning {
-        if let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-           let kb = Int(line.split(separator: " ").dropFirst().first ?? "") {
+        if let kb = peakResidentKilobytes(pid: "\(process.processIdentifier)") {
             peakKB = max(peakKB, kb)
         }
         usleep(50_000)

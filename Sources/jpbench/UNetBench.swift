@@ -8,14 +8,6 @@ import Foundation
 import Kernels
 import Networks
 
-/// Peak resident memory of this process in MB (VmHWM).
-func peakRSSMegabytes() -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-    return kb / 1024
-}
-
 /// Seconds of `body`, run `repetitions` times after one warm-up: (best, median).
 func timeRuns(_ repetitions: Int, warmUp: Bool, _ body: () throws -> Void) rethrows -> (best: Double, median: Double) {
     if warmUp { try body() }

@@ -1,0 +1,58 @@
+import XCTest
+
+@testable import Kernels
+
+/// BufferPool: size classes, reuse of freed blocks, the limit on what it holds.
+final class BufferPoolTests: XCTestCase {
+    func testSizeClassesCoverTheRequestWithinAnEighth() {
+        for bytes in [1 << 20, (1 << 20) + 1, 3_000_000, 5 << 20, 123_456_789, 1 << 30] {
+            let size = BufferPool.sizeClass(bytes)
+            XCTAssertGreaterThanOrEqual(size, bytes)
+            XCTAssertLessThanOrEqual(Double(size), Double(bytes) * 1.125 + 4096, "\(bytes)")
+            XCTAssertEqual(size % 4096, 0)
+        }
+        // Requests within the same eighth share a class.
+        XCTAssertEqual(BufferPool.sizeClass(4_000_000), BufferPool.sizeClass(4_100_000))
+    }
+
+    func testFreedBlocksAreReusedAndTheLimitHolds() {
+        let pool = BufferPool(limitBytes: 8 << 20)
+        let a = pool.allocate(bytes: 3 << 20)
+        a.storeBytes(of: 42, as: Int.self)
+        pool.release(a, bytes: 3 << 20)
+        XCTAssertEqual(pool.heldBytes, BufferPool.sizeClass(3 << 20))
+        let b = pool.allocate(bytes: (3 << 20) - 100)    // same class: the same block comes back
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(pool.heldBytes, 0)
+        pool.release(b, bytes: (3 << 20) - 100)
+
+        // Three more 3 MiB blocks: the pool keeps at most 8 MiB, evicting the oldest.
+        let blocks = (0..<3).map { _ in pool.allocate(bytes: 3 << 20) }
+        for block in blocks { pool.release(block, bytes: 3 << 20) }
+        XCTAssertLessThanOrEqual(pool.heldBytes, 8 << 20)
+        XCTAssertEqual(pool.heldBytes, 2 * BufferPool.sizeClass(3 << 20))
+
+        // A block larger than the limit is never kept; small ones go to malloc.
+        let big = pool.allocate(bytes: 9 << 20)
+        pool.release(big, bytes: 9 << 20)
+        let small = pool.allocate(bytes: 1000)
+        pool.release(small, bytes: 1000)
+        XCTAssertEqual(pool.heldBytes, 2 * BufferPool.sizeClass(3 << 20))
+        pool.drain()
+        XCTAssertEqual(pool.heldBytes, 0)
+    }
+
+    func testTensorsRecycleTheirStorage() {
+        let count = 2 << 20    // 8 MiB of floats
+        var pointer: UnsafeMutablePointer<Float>?
+        do {
+            let t = Tensor(shape: [count], repeating: 1)
+            pointer = t.storage.pointer
+        }
+        let again = Tensor(shape: [count], repeating: 2)
+        if BufferPool.shared.limitBytes >= BufferPool.sizeClass(count * 4) {
+            XCTAssertEqual(again.storage.pointer, pointer)
+        }
+        XCTAssertEqual(again.scalars[count - 1], 2)
+    }
+}
