@@ -77,6 +77,8 @@ public final class ResultsStore {
             // rather than fail with "database is locked".
             var configuration = Configuration()
             configuration.busyMode = .timeout(30)
+            // A new store may name a folder that does not exist yet (as --out may).
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             queue = try DatabaseQueue(path: url.path, configuration: configuration)
         } catch {
             throw EvaluationError.store(path: url.path, message: "\(error)")

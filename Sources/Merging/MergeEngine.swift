@@ -223,9 +223,14 @@ public enum MergeEngine {
                     return (group.stored(item.name), item.floating ? recipe.dtype : stored, item.shape)
                 }
                 let writer = try SafeTensorsWriter(url: target, entries: entries, metadata: metadata)
-                for item in group.items {
+                // The next floating tensor is merged on another thread while this one is converted and
+                // written (writing into the page cache is a third of a linear merge's time).
+                var ahead: MergeAhead?
+                for (index, item) in group.items.enumerated() {
                     if item.floating {
-                        let values = try merged(item, plan: plan)
+                        let current = ahead?.name == item.name ? ahead! : MergeAhead(item, plan: plan)
+                        ahead = group.items[(index + 1)...].first(where: \.floating).map { MergeAhead($0, plan: plan) }
+                        let values = try current.values()
                         try values.withUnsafeBufferPointer { try writer.write(group.stored(item.name), float32: $0) }
                         bytes += values.count * 4 * recipe.inputs.count
                     } else {
@@ -265,6 +270,29 @@ public enum MergeEngine {
             throw error
         }
         return written
+    }
+
+    /// One tensor merged on a background thread; `values()` waits for it.
+    final class MergeAhead: @unchecked Sendable {
+        let name: String
+        private var result: Result<[Float], Error>?
+        private let finished = DispatchSemaphore(value: 0)
+
+        init(_ item: MergePlan.Item, plan: MergePlan) {
+            name = item.name
+            DispatchQueue.global().async {
+                self.result = Result { try MergeEngine.merged(item, plan: plan) }
+                self.finished.signal()
+            }
+        }
+
+        deinit { finished.wait() }   // an abandoned merge (an error elsewhere) still ends before its plan goes
+
+        func values() throws -> [Float] {
+            finished.wait()
+            finished.signal()
+            return try result!.get()
+        }
     }
 
     /// Merges in memory (no file written): every planned tensor as Float32, keyed by its name.

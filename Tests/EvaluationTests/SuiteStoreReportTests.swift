@@ -130,6 +130,19 @@ final class ResultsStoreTests: XCTestCase {
         }
     }
 
+    func testNewStoreInAFolderThatDoesNotExistYet() throws {
+        let url = directory.appendingPathComponent("runs/today/results.sqlite")
+        let store = try ResultsStore(url: url)
+        XCTAssertTrue(try store.insert(row("m", "p1", 1, 0.5)))
+        XCTAssertEqual(try ResultsStore(url: url).all().count, 1)
+        // A path under a regular file is still a clear error naming the path.
+        let file = directory.appendingPathComponent("plain-file")
+        try Data("x".utf8).write(to: file)
+        XCTAssertThrowsError(try ResultsStore(url: file.appendingPathComponent("r.sqlite"))) {
+            XCTAssertTrue("\($0)".contains("plain-file/r.sqlite"), "\($0)")
+        }
+    }
+
     func testOlderSchemaIsMigratedWithItsRows() throws {
         let url = directory.appendingPathComponent("old.sqlite")
         do {
