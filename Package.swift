@@ -31,8 +31,11 @@ let package = Package(
         // SHA-256 block compression with the x86 SHA extensions (input hashes of merges).
         .target(name: "CSHA256", path: "Sources/CSHA256"),
 
+        // Kernels' hot loops with x86 vector intrinsics, picked at run time (AVX2 + FMA, else portable C).
+        .target(name: "CKernels", path: "Sources/CKernels"),
+
         // Libraries (module map: ../shared/DESIGN.md).
-        .target(name: "Kernels", dependencies: ["COpenBLAS"], swiftSettings: fast),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: fast),
         .target(name: "SafeTensors", dependencies: ["Kernels"], swiftSettings: fast),
         .target(name: "Imaging", dependencies: ["CPNG", "CPNGShim", "Kernels"], swiftSettings: fast),
         .target(name: "Tokenization", dependencies: ["CMeCab"], swiftSettings: fast),
@@ -69,7 +72,7 @@ let package = Package(
         ], swiftSettings: fast),
 
         // Tests. Fixtures live in Tests/Fixtures/<area>/ (written by Tools/fixtures/*.py).
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "SafeTensors"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),

@@ -47,32 +47,3 @@ public func fastTanh(_ x: Float) -> Float {
 public func fastSigmoid(_ x: Float) -> Float {
     1 / (1 + fastExp(-x))
 }
-
-/// Maximum of n >= 1 floats (four independent accumulators).
-@inline(__always)
-func rowMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-    var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
-    var i = 0
-    while i + 4 <= n {
-        m0 = Swift.max(m0, p[i]); m1 = Swift.max(m1, p[i + 1])
-        m2 = Swift.max(m2, p[i + 2]); m3 = Swift.max(m3, p[i + 3])
-        i += 4
-    }
-    while i < n { m0 = Swift.max(m0, p[i]); i += 1 }
-    return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
-}
-
-/// Sum of n floats (eight independent accumulators).
-@inline(__always)
-func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-    var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0
-    var a4: Float = 0, a5: Float = 0, a6: Float = 0, a7: Float = 0
-    var i = 0
-    while i + 8 <= n {
-        a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3]
-        a4 += p[i + 4]; a5 += p[i + 5]; a6 += p[i + 6]; a7 += p[i + 7]
-        i += 8
-    }
-    while i < n { a0 += p[i]; i += 1 }
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-}

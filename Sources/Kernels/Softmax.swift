@@ -1,21 +1,16 @@
 // Softmax over the last dimension (torch.softmax(x, dim=-1)), max-subtracted for stability.
 // A row whose entries are all -inf (fully masked) becomes all zeros rather than NaN.
-// exp is FastMath's vectorisable fastExp (1.2e-7 relative).
+// The row kernel is CKernels' (AVX2 + FMA when the CPU has them); exp within 1.2e-7 relative.
 
+import CKernels
 import Foundation
 
 /// Replaces a row of length n by exp(p - max(p)) and returns 1 / sum of the result: the row's
 /// softmax is the row times that factor. An all -inf row becomes zeros and the factor 0.
+/// (CKernels: AVX2 + FMA where the CPU has them, the same polynomial as fastExp.)
 @inline(__always)
 func unnormalizedSoftmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
-    if n == 0 { return 0 }
-    let mx = rowMax(p, n)
-    if mx == -Float.infinity {
-        p.update(repeating: 0, count: n)
-        return 0
-    }
-    for i in 0..<n { p[i] = fastExp(p[i] - mx) }
-    return 1 / rowSum(p, n)
+    jpgen_unnormalized_softmax_row(p, n)
 }
 
 /// In-place softmax of one row of length n.
