@@ -93,8 +93,6 @@ final class InspectCommandTests: XCTestCase {
             "size_mismatch.safetensors": "needs 12 bytes but its data_offsets span 8",
             "unknown_dtype.safetensors": "unknown dtype 'F17'",
             "offsets_reversed.safetensors": "outside the",
-            "model.ckpt": "convert it to .safetensors",
-            "legacy.pt": "pickle protocol 2",
         ]
         for (name, phrase) in phrases {
             XCTAssertNotNil(expected[name], name)
@@ -104,6 +102,19 @@ final class InspectCommandTests: XCTestCase {
             XCTAssertEqual(r.stdout, "", name)
             XCTAssertTrue(r.stderr.hasPrefix("error: \(path): "), "\(name): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains(phrase), "\(name): \(r.stderr)")
+        }
+        // PyTorch pickle checkpoints (their first bytes as torch.save writes them; no pickle file ships).
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pickle-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let zip: [UInt8] = [0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 22) + [16, 0, 0, 0] + Array("archive/data.pkl".utf8)
+        let legacy: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E, 0x80]
+        for (name, bytes, phrase) in [("model.ckpt", zip, "convert it to .safetensors"), ("legacy.pt", legacy, "pickle protocol 2")] {
+            let path = folder.appendingPathComponent(name).path
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let r = try runJPGen(["inspect", path])
+            XCTAssertEqual(r.status, 1, name)
+            XCTAssertTrue(r.stderr.hasPrefix("error: \(path): ") && r.stderr.contains(phrase), "\(name): \(r.stderr)")
         }
         let missing = try runJPGen(["inspect", "/nonexistent/model.safetensors"])
         XCTAssertEqual(missing.status, 1)

@@ -70,10 +70,21 @@ final class SafeTensorsReaderTests: XCTestCase {
         }
     }
 
-    func testPickleMessageSaysToConvert() {
-        let url = safeTensorsFixtures.appendingPathComponent("bad/model.ckpt")
-        XCTAssertThrowsError(try SafeTensorsFile(url: url)) { error in
-            XCTAssertTrue(error.localizedDescription.contains("convert it to .safetensors"), "\(error.localizedDescription)")
+    func testPickleCheckpointsAreRefusedAndTheMessageSaysToConvert() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pickle-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let formats = ["model.ckpt": "zip archive written by torch.save", "legacy.pt": "pickle protocol 2"]
+        for (name, bytes) in pickleCheckpointBytes {
+            let url = folder.appendingPathComponent(name)
+            try Data(bytes).write(to: url)
+            XCTAssertThrowsError(try SafeTensorsFile(url: url), name) { error in
+                XCTAssertEqual(caseName(error), "pickleCheckpoint", name)
+                let message = error.localizedDescription
+                for phrase in [url.path, formats[name]!, "convert it to .safetensors"] {
+                    XCTAssertTrue(message.contains(phrase), "\(name): \(message)")
+                }
+            }
         }
     }
 

@@ -8,6 +8,14 @@ let safeTensorsFixtures = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/SafeTensors")
 
+/// The first bytes of PyTorch's two pickle checkpoint formats as torch.save writes them (only
+/// safetensors files ship in the repository, so the tests write these at run time): a zip local
+/// file header naming archive/data.pkl, and pickle protocol 2 followed by torch's magic number.
+let pickleCheckpointBytes: [String: [UInt8]] = [
+    "model.ckpt": [0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 22) + [16, 0, 0, 0] + Array("archive/data.pkl".utf8),
+    "legacy.pt": [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19, 0x2E, 0x80],
+]
+
 func loadJSON(_ url: URL) throws -> Any {
     try JSONSerialization.jsonObject(with: Data(contentsOf: url))
 }
