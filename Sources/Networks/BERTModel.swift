@@ -47,18 +47,18 @@ public struct BERTModel {
             let p = "encoder.layer.\(i)."
             return Layer(
                 attention: SelfAttentionWeights(
-                    query: try LinearWeights(store, p + "attention.self.query", out: c, in: c),
-                    key: try LinearWeights(store, p + "attention.self.key", out: c, in: c),
-                    value: try LinearWeights(store, p + "attention.self.value", out: c, in: c),
-                    out: try LinearWeights(store, p + "attention.output.dense", out: c, in: c),
+                    query: try LinearWeights(store, p + "attention.self.query", out: c, in: c, packed: true),
+                    key: try LinearWeights(store, p + "attention.self.key", out: c, in: c, packed: true),
+                    value: try LinearWeights(store, p + "attention.self.value", out: c, in: c, packed: true),
+                    out: try LinearWeights(store, p + "attention.output.dense", out: c, in: c, packed: true),
                     heads: config.numAttentionHeads),
                 attentionLayerNorm: try LayerNormWeights(store, p + "attention.output.LayerNorm", dim: c, eps: eps),
-                intermediate: try LinearWeights(store, p + "intermediate.dense", out: config.intermediateSize, in: c),
-                output: try LinearWeights(store, p + "output.dense", out: c, in: config.intermediateSize),
+                intermediate: try LinearWeights(store, p + "intermediate.dense", out: config.intermediateSize, in: c, packed: true),
+                output: try LinearWeights(store, p + "output.dense", out: c, in: config.intermediateSize, packed: true),
                 outputLayerNorm: try LayerNormWeights(store, p + "output.LayerNorm", dim: c, eps: eps))
         }
         if store.contains("pooler.dense.weight") {
-            pooler = try LinearWeights(store, "pooler.dense", out: c, in: c)
+            pooler = try LinearWeights(store, "pooler.dense", out: c, in: c, packed: true)
         }
     }
 

@@ -44,18 +44,18 @@ public struct CLIPTextModel {
             return Layer(
                 layerNorm1: try LayerNormWeights(store, p + "layer_norm1", dim: c, eps: eps),
                 attention: SelfAttentionWeights(
-                    query: try LinearWeights(store, p + "self_attn.q_proj", out: c, in: c),
-                    key: try LinearWeights(store, p + "self_attn.k_proj", out: c, in: c),
-                    value: try LinearWeights(store, p + "self_attn.v_proj", out: c, in: c),
-                    out: try LinearWeights(store, p + "self_attn.out_proj", out: c, in: c),
+                    query: try LinearWeights(store, p + "self_attn.q_proj", out: c, in: c, packed: true),
+                    key: try LinearWeights(store, p + "self_attn.k_proj", out: c, in: c, packed: true),
+                    value: try LinearWeights(store, p + "self_attn.v_proj", out: c, in: c, packed: true),
+                    out: try LinearWeights(store, p + "self_attn.out_proj", out: c, in: c, packed: true),
                     heads: config.numAttentionHeads),
                 layerNorm2: try LayerNormWeights(store, p + "layer_norm2", dim: c, eps: eps),
-                fc1: try LinearWeights(store, p + "mlp.fc1", out: config.intermediateSize, in: c),
-                fc2: try LinearWeights(store, p + "mlp.fc2", out: c, in: config.intermediateSize))
+                fc1: try LinearWeights(store, p + "mlp.fc1", out: config.intermediateSize, in: c, packed: true),
+                fc2: try LinearWeights(store, p + "mlp.fc2", out: c, in: config.intermediateSize, packed: true))
         }
         finalLayerNorm = try LayerNormWeights(store, "final_layer_norm", dim: c, eps: eps)
         if store.contains("text_projection.weight") {
-            textProjection = try LinearWeights(store, "text_projection", out: config.projectionDim, in: c, bias: false)
+            textProjection = try LinearWeights(store, "text_projection", out: config.projectionDim, in: c, bias: false, packed: true)
         }
     }
 

@@ -158,7 +158,7 @@ public struct TextEncoder {
             guard let projectionDim = raw.shape(of: "text_projection.weight")?.first else {
                 throw NetworksError.missingKey("text_projection.weight")
             }
-            let projection = try LinearWeights(store, "text_projection", out: projectionDim, in: config.hiddenSize, bias: false)
+            let projection = try LinearWeights(store, "text_projection", out: projectionDim, in: config.hiddenSize, bias: false, packed: true)
             encoder = TextEncoder(architecture: architecture, body: .bert(bert), head: .pooledLinear(projection))
         default:
             guard let family = bertFamily(architecture) else {

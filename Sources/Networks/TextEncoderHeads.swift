@@ -26,11 +26,11 @@ public enum TextProjectionHead {
 
     /// Loads the series head (`transformation*`, `pre_LN`) for an encoder of width `hidden`.
     static func series(_ store: WeightStore, hidden: Int, projectDim: Int, pre: Bool, eps: Float) throws -> TextProjectionHead {
-        let post = try LinearWeights(store, "transformation", out: projectDim, in: hidden)
+        let post = try LinearWeights(store, "transformation", out: projectDim, in: hidden, packed: true)
         guard pre else { return .transformation(post) }
         return .preTransformation(
             layerNorm: try LayerNormWeights(store, "pre_LN", dim: hidden, eps: eps),
-            linear: try LinearWeights(store, "transformation_pre", out: projectDim, in: hidden),
+            linear: try LinearWeights(store, "transformation_pre", out: projectDim, in: hidden, packed: true),
             unused: post)
     }
 

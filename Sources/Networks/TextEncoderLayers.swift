@@ -7,27 +7,58 @@
 import Foundation
 import Kernels
 
-/// A `torch.nn.Linear`: weight [out, in] (PyTorch layout), optional bias [out].
+/// A `torch.nn.Linear`: weight [out, in] (PyTorch layout), optional bias [out]. Layers that run on
+/// few rows (text encoders, the CLIP vision tower) keep the weight packed for the small-batch
+/// kernel (Kernels/PackedLinear.swift); the others keep it as loaded and go through sgemm.
 public struct LinearWeights {
-    public var weight: Tensor
+    enum Storage {
+        case plain(Tensor)
+        case packed(PackedLinearWeight)
+    }
+    let storage: Storage
     public var bias: Tensor?
 
-    public init(weight: Tensor, bias: Tensor?) {
-        self.weight = weight
+    public init(weight: Tensor, bias: Tensor?, packed: Bool = false) {
+        storage = packed ? .packed(PackedLinearWeight(weight)) : .plain(weight)
         self.bias = bias
     }
 
     /// Loads `<prefix>.weight` [out, in] and `<prefix>.bias` [out] (the bias when `bias` is true).
-    public init(_ store: WeightStore, _ prefix: String, out: Int, in inFeatures: Int, bias: Bool = true) throws {
-        weight = try store.take(prefix + ".weight", shape: [out, inFeatures])
-        self.bias = bias ? try store.take(prefix + ".bias", shape: [out]) : nil
+    public init(_ store: WeightStore, _ prefix: String, out: Int, in inFeatures: Int, bias: Bool = true,
+                packed: Bool = false) throws {
+        let weight = try store.take(prefix + ".weight", shape: [out, inFeatures])
+        self.init(weight: weight, bias: bias ? try store.take(prefix + ".bias", shape: [out]) : nil, packed: packed)
     }
 
-    public var outFeatures: Int { weight.shape[0] }
-    public var inFeatures: Int { weight.shape[1] }
+    /// The weight [out, in] (a copy when it is kept packed).
+    public var weight: Tensor {
+        switch storage {
+        case .plain(let w): return w
+        case .packed(let p): return p.unpacked()
+        }
+    }
+
+    public var outFeatures: Int {
+        switch storage {
+        case .plain(let w): return w.shape[0]
+        case .packed(let p): return p.outFeatures
+        }
+    }
+
+    public var inFeatures: Int {
+        switch storage {
+        case .plain(let w): return w.shape[1]
+        case .packed(let p): return p.inFeatures
+        }
+    }
 
     // x: [..., in] -> [..., out]
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch storage {
+        case .plain(let w): return linear(x, weight: w, bias: bias)
+        case .packed(let p): return linear(x, packed: p, bias: bias)
+        }
+    }
 }
 
 /// A `torch.nn.LayerNorm` over the last dimension.

@@ -8,6 +8,20 @@
 /// exp is Cephes' expf polynomial (relative error about 1.2e-7); arguments below -87.33 give 0.
 float jpgen_unnormalized_softmax_row(float *p, long n);
 
+/// nn.Linear over a weight packed once (packed_linear.c). The weight w [n, k] (PyTorch's [out, in])
+/// is packed into jpgen_packed_linear_floats(n, k) floats; each call packs its input rows a [m, k]
+/// into jpgen_packed_rows_floats(m, k) floats, then c [m, n] = a w^T + bias (bias may be NULL) is
+/// computed for the output panels [panel_begin, panel_end) of jpgen_packed_linear_panels(n) (16
+/// output features each), so that threads can split the panels.
+long jpgen_packed_linear_floats(long n, long k);
+long jpgen_packed_linear_panels(long n);
+void jpgen_pack_linear_weight(const float *w, long n, long k, float *packed);
+void jpgen_unpack_linear_weight(const float *packed, long n, long k, float *w);
+long jpgen_packed_rows_floats(long m, long k);
+void jpgen_pack_linear_rows(const float *a, long m, long k, float *packed);
+void jpgen_packed_linear(const float *packed_rows, long m, long k, const float *packed_weight, long n,
+                         const float *bias, float *c, long panel_begin, long panel_end);
+
 /// 1 when jpgen_unnormalized_softmax_row uses the AVX2 + FMA path on this CPU.
 int jpgen_ckernels_avx2(void);
 

@@ -1,0 +1,66 @@
+// nn.Linear for few rows (text encoders: 77 tokens per prompt) over a weight packed once.
+//
+// cblas_sgemm packs its operands on every call; when the input has few rows, copying a
+// [3072, 768] weight costs about as much as multiplying by it. `PackedLinearWeight` packs the
+// weight once at load time into the layout the C kernel reads (CKernels/packed_linear.c: panels
+// of 16 output features, k-major), and `linear(_:packed:bias:)` splits the panels over threads.
+// For thousands of rows (UNet attention) OpenBLAS is as fast or faster, so layers opt in.
+
+import CKernels
+
+/// A linear layer's weight [out, in] (PyTorch's layout), packed for `linear(_:packed:bias:)`.
+public struct PackedLinearWeight {
+    public let outFeatures: Int
+    public let inFeatures: Int
+    let panels: Tensor   // [jpgen_packed_linear_floats(out, in)] in the kernel's layout
+
+    /// Packs `weight` [out, in]; the packed copy is as large as the weight (plus padding of the
+    /// last 16-feature panel).
+    public init(_ weight: Tensor) {
+        precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
+        outFeatures = weight.shape[0]
+        inFeatures = weight.shape[1]
+        let n = outFeatures, k = inFeatures
+        let packed = Tensor(uninitializedShape: [jpgen_packed_linear_floats(n, k)])
+        let panelCount = jpgen_packed_linear_panels(n)
+        // Panels are independent: each thread packs its own.
+        parallelRanges(panelCount, grain: max(1, (1 << 16) / max(16 * k, 1))) { range in
+            let first = range.lowerBound * 16, rows = min(range.upperBound * 16, n) - first
+            jpgen_pack_linear_weight(weight.base + first * k, rows, k, packed.fresh + first * k)
+        }
+        panels = packed
+    }
+
+    /// The weight [out, in] again (a copy; for inspection and tests).
+    public func unpacked() -> Tensor {
+        let out = Tensor(uninitializedShape: [outFeatures, inFeatures])
+        jpgen_unpack_linear_weight(panels.base, outFeatures, inFeatures, out.fresh)
+        return out
+    }
+}
+
+/// PyTorch's nn.Linear over a packed weight: y = x W^T + b.
+/// x: [..., in], bias: [out] or nil -> [..., out].
+public func linear(_ x: Tensor, packed weight: PackedLinearWeight, bias: Tensor?) -> Tensor {
+    let n = weight.outFeatures, k = weight.inFeatures
+    precondition(x.rank >= 1 && x.shape[x.rank - 1] == k,
+                 "linear input \(x.shape) does not end in \(k) (weight [\(n), \(k)])")
+    if let bias {
+        precondition(bias.count == n, "linear bias has shape \(bias.shape), expected [\(n)]")
+    }
+    let m = x.count / max(k, 1)
+    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [n])
+    if m == 0 || n == 0 { return out }
+    let rows = Workspace(count: jpgen_packed_rows_floats(m, k))
+    defer { rows.release() }
+    jpgen_pack_linear_rows(x.base, m, k, rows.pointer)
+    let panelCount = jpgen_packed_linear_panels(n)
+    let biasPointer = bias?.base
+    // About 2^22 multiply-adds per thread before a second thread pays for its start-up.
+    let grain = max(1, (1 << 22) / max(m * k * 16, 1))
+    parallelRanges(panelCount, grain: grain) { range in
+        jpgen_packed_linear(rows.pointer, m, k, weight.panels.base, n, biasPointer, out.fresh,
+                            range.lowerBound, range.upperBound)
+    }
+    return out
+}
