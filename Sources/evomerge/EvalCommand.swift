@@ -31,6 +31,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Only the prompts of this split: search or held-out (default: every prompt).")
     var split: String?
 
+    @Option(help: "Seeds for every prompt, comma-separated (e.g. 1,2,3,4; default: the suite's and prompts' own).")
+    var seeds: String?
+
     @Option(help: "A CLIP-style scorer folder (default for demo models: $JPGEN_SCORER, else the bundled Models/demo-scorer).")
     var scorer: String?
 
@@ -82,12 +85,30 @@ struct EvalCommand: ParsableCommand {
         if let height, height <= 0 { throw ValidationError("--height must be positive") }
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        _ = try seedList()
+    }
+
+    /// --seeds as numbers: non-negative integers, at least one, none twice.
+    func seedList() throws -> [UInt64]? {
+        guard let seeds else { return nil }
+        let parts = seeds.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let values = try parts.map { part -> UInt64 in
+            guard let value = UInt64(part) else { throw ValidationError("--seeds: \"\(part)\" is not a non-negative integer (in \"\(seeds)\")") }
+            return value
+        }
+        if let repeated = Dictionary(grouping: values, by: { $0 }).first(where: { $0.value.count > 1 }) {
+            throw ValidationError("--seeds: \(repeated.key) is given \(repeated.value.count) times")
+        }
+        return values
     }
 
     func run() throws {
         if let threads { setThreadCount(threads) }
         // Everything that can be checked is checked before the store is created or opened.
-        let promptSuite = try PromptSuite(contentsOf: URL(fileURLWithPath: suite))
+        var promptSuite = try PromptSuite(contentsOf: URL(fileURLWithPath: suite))
+        if let seeds = try seedList() {
+            for i in promptSuite.prompts.indices { promptSuite.prompts[i].seeds = seeds }
+        }
         for path in model { try checkModelFolder(path) }
         let scorerPath = try scorer ?? defaultScorerPath(models: model)
         let clip: CLIPScorer

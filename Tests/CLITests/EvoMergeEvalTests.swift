@@ -180,6 +180,18 @@ final class EvoMergeEvalTests: XCTestCase {
                       "default --out: images/ beside the store")
     }
 
+    /// --seeds replaces every prompt's seeds: the held-out split (pagoda-night, and sea-sunset, which has no
+    /// split) with three seeds is six images, none with the suite's seeds 3 or 4.
+    func testSeedsOptionReplacesTheSuiteSeeds() throws {
+        let db = folder.appendingPathComponent("seeds.sqlite")
+        let r = try eval(["--model", demoLCM, "--split", "held-out", "--seeds", "5, 6,7", "--json", "--quiet"], db: db)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = try ResultsStore(url: db).all()
+        XCTAssertEqual(Set(rows.map { "\($0.promptId)/\($0.seed)" }),
+                       ["pagoda-night/5", "pagoda-night/6", "pagoda-night/7", "sea-sunset/5", "sea-sunset/6", "sea-sunset/7"])
+        XCTAssertEqual(try json(r.stdout)["cases"] as? Int, 6)
+    }
+
     func testBadInputFailsBeforeWritingAnything() throws {
         let db = folder.appendingPathComponent("bad.sqlite")
         let images = folder.appendingPathComponent("images")
@@ -214,6 +226,8 @@ final class EvoMergeEvalTests: XCTestCase {
         // Option mistakes.
         assertNothingWritten(try eval(["--model", demoLCM, "--model", demoLCM + "/"], db: db), mentions: ["is given 2 times"])
         assertNothingWritten(try eval(["--model", demoLCM, "--split", "train"], db: db), mentions: ["unknown --split \"train\""])
+        assertNothingWritten(try eval(["--model", demoLCM, "--seeds", "1,x"], db: db), mentions: ["--seeds: \"x\" is not"])
+        assertNothingWritten(try eval(["--model", demoLCM, "--seeds", "2,3,2"], db: db), mentions: ["--seeds: 2 is given 2 times"])
         assertNothingWritten(try eval(["--model", demoLCM, "--sampler", "plms"], db: db), mentions: ["unknown sampler \"plms\""])
         assertNothingWritten(try eval(["--suite", suite.path], db: db), mentions: ["--model"])
 
