@@ -88,18 +88,9 @@ struct EvalCommand: ParsableCommand {
         _ = try seedList()
     }
 
-    /// --seeds as numbers: non-negative integers, at least one, none twice.
+    /// --seeds as numbers.
     func seedList() throws -> [UInt64]? {
-        guard let seeds else { return nil }
-        let parts = seeds.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        let values = try parts.map { part -> UInt64 in
-            guard let value = UInt64(part) else { throw ValidationError("--seeds: \"\(part)\" is not a non-negative integer (in \"\(seeds)\")") }
-            return value
-        }
-        if let repeated = Dictionary(grouping: values, by: { $0 }).first(where: { $0.value.count > 1 }) {
-            throw ValidationError("--seeds: \(repeated.key) is given \(repeated.value.count) times")
-        }
-        return values
+        try seeds.map { try parseSeedList($0, option: "--seeds") }
     }
 
     func run() throws {

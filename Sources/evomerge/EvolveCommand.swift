@@ -37,6 +37,9 @@ struct EvolveCommand: ParsableCommand {
     @Option(help: "Suite split for the comparison of best, parents and uniform average: search, held-out or none (default: held-out when the suite has held-out prompts).")
     var reportSplit: String?
 
+    @Option(help: "Seeds for the comparison images, comma-separated (default: the suite's; more seeds, narrower intervals).")
+    var reportSeeds: String?
+
     @Flag(help: "Print one JSON object (best_fitness, best_recipe, merged_checkpoint, evaluations, ...) on stdout.")
     var json = false
 
@@ -51,6 +54,7 @@ struct EvolveCommand: ParsableCommand {
         if let reportSplit, !["search", "held-out", "none"].contains(reportSplit) {
             throw ValidationError("--report-split must be search, held-out or none, got '\(reportSplit)'")
         }
+        if let reportSeeds { _ = try parseSeedList(reportSeeds, option: "--report-seeds") }
     }
 
     func log(_ line: String) {
@@ -113,7 +117,13 @@ struct EvolveCommand: ParsableCommand {
         var sections = ""
         let resultsURL = runFolder.appendingPathComponent("results.sqlite")
         if let split {
-            let cases = setup.allCases(in: split)
+            var cases = setup.allCases(in: split)
+            if let reportSeeds {
+                let seeds = try parseSeedList(reportSeeds, option: "--report-seeds")
+                var seen = Set<String>()
+                let prompts = cases.map(\.prompt).filter { seen.insert($0.id).inserted }
+                cases = prompts.flatMap { prompt in seeds.map { (prompt: prompt, seed: $0) } }
+            }
             log("comparing the best merge with its parents and the uniform average on \(cases.count) \(split.rawValue) images each")
             let fitness = try MergeFitness(setup: setup)
             let contenders = try EvolveOutputs.contenders(fitness: fitness, bestValues: result.bestParameters, mergedFolder: mergedPath)

@@ -3,6 +3,7 @@
 // a newer export at any time, so no fitness value is asserted: only the outputs' structure, determinism
 // and resume behaviour.
 
+import Evaluation
 import Foundation
 import XCTest
 
@@ -68,7 +69,8 @@ final class EvoMergeEvolveTests: XCTestCase {
         // 1. An uninterrupted run.
         let runA = folder.appendingPathComponent("a").path
         let started = Date()
-        let a = try runTool("evomerge", ["evolve", recipe, "--run-dir", runA, "--json", "--report-split", "search"])
+        let a = try runTool("evomerge", ["evolve", recipe, "--run-dir", runA, "--json", "--report-split", "search",
+                                         "--report-seeds", "5,6,7"])
         let seconds = Date().timeIntervalSince(started)
         XCTAssertEqual(a.status, 0, a.stderr)
         let outA = try json(a.stdout)
@@ -102,7 +104,9 @@ final class EvoMergeEvolveTests: XCTestCase {
         XCTAssertEqual(report.status, 0, report.stderr)
         let models = try XCTUnwrap(try json(report.stdout)["models"] as? [[String: Any]])
         XCTAssertEqual(Set(models.compactMap { $0["name"] as? String }), ["evolved", "base", "lcm", "ukiyoe", "uniform-average"])
-        XCTAssertTrue(models.allSatisfy { $0["n"] as? Int == 4 }, "every prompt and seed of the split: \(models)")
+        XCTAssertTrue(models.allSatisfy { $0["n"] as? Int == 6 }, "every prompt of the split x the 3 report seeds: \(models)")
+        let seeds = try ResultsStore(url: URL(fileURLWithPath: runA + "/results.sqlite")).all().map(\.seed)
+        XCTAssertEqual(Set(seeds), [5, 6, 7])
         let comparison = try XCTUnwrap(outA["comparison"] as? [[String: Any]])
         XCTAssertEqual(comparison.map { $0["model"] as? String }, ["evolved", "base", "lcm", "ukiyoe", "uniform-average"])
         XCTAssertNil(comparison[0]["difference"] as? Double)
@@ -175,6 +179,7 @@ final class EvoMergeEvolveTests: XCTestCase {
         XCTAssertTrue(try failure(["evolve", badSuite]).contains("evolve.fitness.suite:"))
 
         XCTAssertTrue(try failure(["evolve", badScorer, "--workers", "0"]).contains("--workers must be at least 1"))
+        XCTAssertTrue(try failure(["evolve", badScorer, "--report-seeds", "1,-2"]).contains("--report-seeds: \"-2\" is not a non-negative integer"))
     }
 
     /// Runs a tool, sends SIGKILL as soon as its stderr contains `marker`, and waits for it.
