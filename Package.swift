@@ -67,7 +67,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fast),
         .executableTarget(name: "jpbench", dependencies: [
-            "Kernels", "SafeTensors", "Tokenization", "Networks", "Diffusion", "Merging",
+            "COpenBLAS", "Kernels", "SafeTensors", "Tokenization", "Networks", "Diffusion", "Merging",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 

@@ -1,7 +1,16 @@
-// Matrix products through OpenBLAS's cblas_sgemm: matmul (batched, broadcasting) and linear.
-// Row-major throughout (the Tensor layout, see Tensor.swift).
+// Matrix products: matmul (batched, broadcasting) and linear, all through `sgemm`, which runs
+// CKernels' AVX-512 product (sgemm_avx512.c) where the CPU has AVX-512 and OpenBLAS's cblas_sgemm
+// elsewhere. Row-major throughout (the Tensor layout, see Tensor.swift).
+//
+// Why a product of our own: the OpenBLAS that Debian ships (0.3.21) runs its AVX2 kernels on AMD
+// Zen 4/5 (and OPENBLAS_CORETYPE=Haswell is set on machines where its AVX-512 kernels are not
+// trusted), which leaves half of the vector width unused: on a 2-core Zen 5, 2048^3 runs at about
+// 110 GFLOP/s per core with OpenBLAS and about 160-170 with the AVX-512 kernel (PyTorch's MKL
+// also runs AVX2 code there, about 95). JPGEN_GEMM=openblas forces OpenBLAS everywhere.
 
+import CKernels
 import COpenBLAS
+import Foundation
 
 extension Tensor {
     /// Read pointer to the elements (valid while the tensor lives; Kernels-internal).
@@ -20,6 +29,11 @@ public func sgemm(
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     if m == 0 || n == 0 { return }
+    if useAVX512GEMM && m * n * k >= 32 * 32 * 32 {
+        sgemmAVX512(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                    a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        return
+    }
     _ = openBLASIdleSpinShortened
     if k == 0 {
         // BLAS semantics: C = beta * C.
@@ -31,6 +45,46 @@ public func sgemm(
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// True when `sgemm` uses CKernels' AVX-512 product (the CPU has AVX-512F and JPGEN_GEMM is not
+/// "openblas").
+public let useAVX512GEMM: Bool = {
+    ProcessInfo.processInfo.environment["JPGEN_GEMM"] != "openblas" && jpgen_sgemm_avx512_available() == 1
+}()
+
+/// At least this many multiply-adds per thread before `sgemm` splits a product over threads.
+let gemmWorkPerThread = 1 << 21
+
+/// CKernels' AVX-512 product, split over up to `kernelThreadCount` threads (one thread inside
+/// `parallelWorkersWithSerialBLAS`): C is cut along its longer side, into blocks of whole
+/// micro-tiles (12 rows or 32 columns), and each thread packs only its part of the larger operand.
+func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let threads = serialBLASDepth > 0 ? 1 : max(1, min(kernelThreadCount, m * n * max(k, 1) / gemmWorkPerThread))
+    let splitRows = m >= n
+    let unit = splitRows ? 12 : 32
+    let units = ((splitRows ? m : n) + unit - 1) / unit
+    let parts = min(threads, units)
+    func run(_ part: Int) {
+        let lo = part * units / parts * unit, hi = min((part + 1) * units / parts * unit, splitRows ? m : n)
+        guard lo < hi else { return }
+        let pm = splitRows ? hi - lo : m, pn = splitRows ? n : hi - lo
+        let workspace = Workspace(count: jpgen_sgemm_workspace_floats(pm, pn, k))
+        defer { workspace.release() }
+        // Row block lo..<hi of op(A) and C, or column block of op(B) and C.
+        let ap = splitRows ? (transA ? a + lo : a + lo * lda) : a
+        let bp = splitRows ? b : (transB ? b + lo * ldb : b + lo)
+        let cp = splitRows ? c + lo * ldc : c + lo
+        jpgen_sgemm_avx512(transA ? 1 : 0, transB ? 1 : 0, pm, pn, k, alpha, ap, lda, bp, ldb, beta,
+                           cp, ldc, workspace.pointer)
+    }
+    if parts == 1 {
+        run(0)
+    } else {
+        DispatchQueue.concurrentPerform(iterations: parts, execute: run)
+    }
 }
 
 /// Matrix product with optional transposes of the stored operands.

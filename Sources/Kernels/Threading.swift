@@ -44,6 +44,12 @@ let openBLASIdleSpinShortened: Bool = {
     #endif
 }()
 
+/// Sets OpenBLAS up as Kernels does before its first product (the short idle spin), for callers
+/// of cblas functions outside Kernels.
+public func prepareOpenBLAS() {
+    _ = openBLASIdleSpinShortened
+}
+
 /// Upper bound on the threads Kernels uses (Dispatch chunks and OpenBLAS threads). It starts at
 /// OpenBLAS's own count, so OPENBLAS_NUM_THREADS limits both pools unless setThreadCount is called.
 nonisolated(unsafe) private var threadLimit: Int = max(1, min(Int(openblas_get_num_threads()),
@@ -89,6 +95,10 @@ public func parallelRanges(_ count: Int, grain: Int = 1 << 14, _ body: (Range<In
     }
 }
 
+/// Above 0 while `parallelWorkersWithSerialBLAS` runs: every product is then single-threaded.
+/// Changed only by the thread that starts the workers, before and after they run.
+nonisolated(unsafe) var serialBLASDepth = 0
+
 /// Runs `body(worker)` for worker = 0..<workers on separate threads (workers <= kernelThreadCount),
 /// with OpenBLAS limited to one thread meanwhile, so that each worker may call sgemm on its own
 /// data without oversubscribing the cores. OpenBLAS's thread count is restored afterwards.
@@ -99,6 +109,10 @@ public func parallelWorkersWithSerialBLAS(_ workers: Int, _ body: (Int) -> Void)
         return
     }
     openblas_set_num_threads(1)
-    defer { openblas_set_num_threads(Int32(threadLimit)) }
+    serialBLASDepth += 1
+    defer {
+        serialBLASDepth -= 1
+        openblas_set_num_threads(Int32(threadLimit))
+    }
     DispatchQueue.concurrentPerform(iterations: count) { body($0) }
 }

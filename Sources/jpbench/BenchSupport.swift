@@ -1,6 +1,7 @@
 // Shared pieces of the kernel benchmarks: timing, seeded inputs, JSON lines, common options.
 
 import ArgumentParser
+import COpenBLAS
 import Dispatch
 import Foundation
 import Kernels
@@ -55,14 +56,17 @@ final class SgemmProblem {
         benchTensor([m, k], seed: 1).withUnsafeBufferPointer { a.initialize(from: $0.baseAddress!, count: m * k) }
         benchTensor([k, n], seed: 2).withUnsafeBufferPointer { b.initialize(from: $0.baseAddress!, count: k * n) }
         c.initialize(repeating: 0, count: m * n)
+        prepareOpenBLAS()
     }
 
     deinit { a.deallocate(); b.deallocate(); c.deallocate() }
 
     var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
 
+    /// OpenBLAS's cblas_sgemm itself (Kernels' `sgemm` may run its own AVX-512 product instead).
     func run() {
-        sgemm(transA: false, transB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: c, ldc: n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k),
+                    b, Int32(n), 0, c, Int32(n))
     }
 }
 

@@ -22,6 +22,16 @@ void jpgen_pack_linear_rows(const float *a, long m, long k, float *packed);
 void jpgen_packed_linear(const float *packed_rows, long m, long k, const float *packed_weight, long n,
                          const float *bias, float *c, long panel_begin, long panel_end);
 
+/// C [m, n] = alpha * op(A) op(B) + beta * C, row-major, with the AVX-512 micro-kernel of
+/// sgemm_avx512.c (single-threaded; callers split C over threads). op(A) [m, k] is stored [k, m]
+/// when trans_a, op(B) [k, n] is stored [n, k] when trans_b. beta 0 never reads C. workspace holds
+/// jpgen_sgemm_workspace_floats(m, n, k) floats. Call only when jpgen_sgemm_avx512_available().
+void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                        const float *a, long lda, const float *b, long ldb, float beta,
+                        float *c, long ldc, float *workspace);
+long jpgen_sgemm_workspace_floats(long m, long n, long k);
+int jpgen_sgemm_avx512_available(void);
+
 /// 1 when jpgen_unnormalized_softmax_row uses the AVX2 + FMA path on this CPU.
 int jpgen_ckernels_avx2(void);
 

@@ -1,0 +1,201 @@
+// Single-precision matrix product with AVX-512, for CPUs whose OpenBLAS build runs only its AVX2
+// kernels (e.g. Debian's 0.3.21 on AMD Zen 4/5, where OPENBLAS_CORETYPE=Haswell is also the safe
+// setting). Same blocking as BLIS / GotoBLAS (Goto & van de Geijn 2008, "Anatomy of
+// high-performance matrix multiplication"):
+//
+//   for jc in N by NC:                     B block  [KC x NC] packed into 32-column panels (L3)
+//     for pc in K by KC:
+//       pack B[pc:pc+KC, jc:jc+NC]
+//       for ic in M by MC:                 A block  [MC x KC] packed into 12-row panels (L2)
+//         pack A[ic:ic+MC, pc:pc+KC]
+//         for jr in NC by 32:              one B panel [KC x 32] (L1) ...
+//           for ir in MC by 12:            ... meets every A panel of the block
+//             C[12 x 32] (+)= A panel . B panel      (micro-kernel, 24 zmm accumulators)
+//
+// Panels are k-major: an A panel holds, for each k, its 12 rows' values; a B panel, for each k,
+// its 32 columns' values, so the micro-kernel reads both operands sequentially. Panels past the
+// matrix edge are zero-padded; the edge tiles store only their valid rows, and columns through
+// AVX-512 masks. Row-major throughout: C [m, n] = alpha * op(A) op(B) + beta * C, op(A) [m, k]
+// (stored [k, m] when trans_a), op(B) [k, n] (stored [n, k] when trans_b).
+// The caller splits C over threads; each call is single-threaded and needs
+// jpgen_sgemm_workspace_floats(m, n, k) floats of scratch.
+#include "ckernels.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#ifndef KC_
+#define KC_ 256
+#endif
+#ifndef MC_
+#define MC_ 240
+#endif
+enum { MR = 12, NR = 32, KC = KC_, MC = MC_, NC = 3072 };
+
+static long min_l(long a, long b) { return a < b ? a : b; }
+static long round_up(long x, long to) { return (x + to - 1) / to * to; }
+
+long jpgen_sgemm_workspace_floats(long m, long n, long k) {
+    long kc = min_l(k, KC), mc = round_up(min_l(m, MC), MR), nc = round_up(min_l(n, NC), NR);
+    return mc * kc + kc * nc + 32;   // + alignment slack (both blocks start on 64 bytes)
+}
+
+// ---------------------------------------------------------------------------------- packing
+
+// A panel: rows [i0, i0 + rows) of op(A), k in [k0, k0 + kc) -> dst[k * MR + r]; rows past the
+// edge are zero.
+static void pack_a_panel(int trans_a, const float *a, long lda, long i0, long rows, long k0, long kc,
+                         float *dst) {
+    if (!trans_a) {
+        // op(A) = A [m, k]: each row is contiguous in k.
+        for (long r = 0; r < rows; r++) {
+            const float *src = a + (i0 + r) * lda + k0;
+            for (long kk = 0; kk < kc; kk++) dst[kk * MR + r] = src[kk];
+        }
+    } else {
+        // A stored [k, m]: for each k, the panel's rows are contiguous.
+        for (long kk = 0; kk < kc; kk++) {
+            const float *src = a + (k0 + kk) * lda + i0;
+            for (long r = 0; r < rows; r++) dst[kk * MR + r] = src[r];
+        }
+    }
+    for (long r = rows; r < MR; r++)
+        for (long kk = 0; kk < kc; kk++) dst[kk * MR + r] = 0.f;
+}
+
+// B panel: columns [j0, j0 + cols) of op(B), k in [k0, k0 + kc) -> dst[k * NR + j].
+static void pack_b_panel(int trans_b, const float *b, long ldb, long j0, long cols, long k0, long kc,
+                         float *dst) {
+    if (!trans_b) {
+        // B [k, n]: for each k, the panel's columns are contiguous.
+        for (long kk = 0; kk < kc; kk++) {
+            const float *src = b + (k0 + kk) * ldb + j0;
+            float *d = dst + kk * NR;
+            memcpy(d, src, (size_t)cols * sizeof(float));
+            for (long j = cols; j < NR; j++) d[j] = 0.f;
+        }
+    } else {
+        // B stored [n, k] (nn.Linear's weight): each column of op(B) is a contiguous row.
+        for (long j = 0; j < cols; j++) {
+            const float *src = b + (j0 + j) * ldb + k0;
+            for (long kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
+        }
+        for (long j = cols; j < NR; j++)
+            for (long kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.f;
+    }
+}
+
+// ---------------------------------------------------------------------------------- kernels
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// C tile [rows x cols] of C (leading dimension ldc) from the A panel ap [kc][12] and the B panel
+// bp [kc][32]. first: this is the first k block, so C = alpha * acc + beta * C (beta 0: C is not
+// read); otherwise C += alpha * acc.
+__attribute__((target("avx512f")))
+static inline void store_row(float *row, __m512 acc0, __m512 acc1, __mmask16 m0, __mmask16 m1,
+                             __m512 va, __m512 vb, float beta, int first) {
+    __m512 v0 = _mm512_mul_ps(acc0, va), v1 = _mm512_mul_ps(acc1, va);
+    if (!first) {
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
+    } else if (beta != 0.f) {
+        v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), v0);
+        v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), v1);
+    }
+    _mm512_mask_storeu_ps(row, m0, v0);
+    _mm512_mask_storeu_ps(row + 16, m1, v1);
+}
+
+// C tile [rows x cols] of C (leading dimension ldc) from the A panel ap [kc][12] and the B panel
+// bp [kc][32]. first: this is the first k block, so C = alpha * acc + beta * C (beta 0: C is not
+// read); otherwise C += alpha * acc.
+__attribute__((target("avx512f")))
+static void kernel_12x32(long kc, const float *ap, const float *bp, float *c, long ldc, long rows,
+                         long cols, float alpha, float beta, int first) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
+    __m512 c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
+    if (!first || beta != 0.f)
+        for (long r = 0; r < rows; r++) {   // the tile's rows are read at the end: fetch them now
+            _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+        }
+#define ROW(r, acc0, acc1) x = _mm512_set1_ps(ap[r]); \
+        acc0 = _mm512_fmadd_ps(x, b0, acc0); acc1 = _mm512_fmadd_ps(x, b1, acc1);
+#define STEP { __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16), x; \
+        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) \
+        ROW(4, c40, c41) ROW(5, c50, c51) ROW(6, c60, c61) ROW(7, c70, c71) \
+        ROW(8, c80, c81) ROW(9, c90, c91) ROW(10, cA0, cA1) ROW(11, cB0, cB1) \
+        ap += MR; bp += NR; }
+    long kk = 0;
+    for (; kk + 4 <= kc; kk += 4) {
+        _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
+        STEP STEP STEP STEP
+    }
+    for (; kk < kc; kk++) STEP
+#undef STEP
+#undef ROW
+    __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1u);
+    __mmask16 m1 = cols >= 32 ? (__mmask16)0xFFFF : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1u);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#define OUT(r, acc0, acc1) if (r < rows) store_row(c + r * ldc, acc0, acc1, m0, m1, va, vb, beta, first);
+    OUT(0, c00, c01) OUT(1, c10, c11) OUT(2, c20, c21) OUT(3, c30, c31)
+    OUT(4, c40, c41) OUT(5, c50, c51) OUT(6, c60, c61) OUT(7, c70, c71)
+    OUT(8, c80, c81) OUT(9, c90, c91) OUT(10, cA0, cA1) OUT(11, cB0, cB1)
+#undef OUT
+}
+
+int jpgen_sgemm_avx512_available(void) {
+    static int state = -1;   // a benign race: every thread computes the same value
+    if (state < 0) {
+        __builtin_cpu_init();
+        state = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return state;
+}
+#else
+int jpgen_sgemm_avx512_available(void) { return 0; }
+#endif
+
+void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                        const float *a, long lda, const float *b, long ldb, float beta,
+                        float *c, long ldc, float *workspace) {
+#if defined(__x86_64__)
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (long i = 0; i < m; i++)
+            for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+        return;
+    }
+    float *ws = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
+    long kc_max = min_l(k, KC), mc_max = round_up(min_l(m, MC), MR);
+    float *pa = ws;                          // [mc_max / MR][kc][MR]
+    float *pb = ws + round_up(mc_max * kc_max, 16);   // [nc / NR][kc][NR]
+    for (long jc = 0; jc < n; jc += NC) {
+        long nc = min_l(NC, n - jc);
+        for (long pc = 0; pc < k; pc += KC) {
+            long kc = min_l(KC, k - pc);
+            for (long jr = 0; jr < nc; jr += NR)
+                pack_b_panel(trans_b, b, ldb, jc + jr, min_l(NR, nc - jr), pc, kc, pb + (jr / NR) * kc * NR);
+            for (long ic = 0; ic < m; ic += MC) {
+                long mc = min_l(MC, m - ic);
+                for (long ir = 0; ir < mc; ir += MR)
+                    pack_a_panel(trans_a, a, lda, ic + ir, min_l(MR, mc - ir), pc, kc, pa + (ir / MR) * kc * MR);
+                for (long jr = 0; jr < nc; jr += NR) {
+                    const float *bpanel = pb + (jr / NR) * kc * NR;
+                    long cols = min_l(NR, nc - jr);
+                    for (long ir = 0; ir < mc; ir += MR)
+                        kernel_12x32(kc, pa + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
+                                     min_l(MR, mc - ir), cols, alpha, beta, pc == 0);
+                }
+            }
+        }
+    }
+#else
+    (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda;
+    (void)b; (void)ldb; (void)beta; (void)c; (void)ldc; (void)workspace;
+#endif
+}
