@@ -104,6 +104,40 @@ static void tile_avx2(const float *a, const float *w, long kc, float *c, long ld
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < cols; j++) c[r * ldc + j] += t[r][j];
 }
+
+// Two row blocks (a0, a1: 12 rows) by two panels (w0, w1: 32 features) with AVX-512: 24 zmm
+// accumulators. A missing second block or panel is passed as the first again; rows and cols say
+// what is stored (the features of a panel past cols through masks).
+__attribute__((target("avx512f")))
+static void tile_avx512(const float *a0, const float *a1, const float *w0, const float *w1, long kc,
+                        float *c, long ldc, long rows, long cols) {
+    __m512 acc[2 * MR][2];
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
+    __m512 c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
+    for (long kk = 0; kk < kc; kk++) {
+        __m512 p0 = _mm512_loadu_ps(w0 + kk * NR), p1 = _mm512_loadu_ps(w1 + kk * NR), x;
+        const float *x0 = a0 + kk * MR, *x1 = a1 + kk * MR;
+#define ROW(src, acc0, acc1) x = _mm512_set1_ps(src); acc0 = _mm512_fmadd_ps(x, p0, acc0); acc1 = _mm512_fmadd_ps(x, p1, acc1);
+        ROW(x0[0], c00, c01) ROW(x0[1], c10, c11) ROW(x0[2], c20, c21)
+        ROW(x0[3], c30, c31) ROW(x0[4], c40, c41) ROW(x0[5], c50, c51)
+        ROW(x1[0], c60, c61) ROW(x1[1], c70, c71) ROW(x1[2], c80, c81)
+        ROW(x1[3], c90, c91) ROW(x1[4], cA0, cA1) ROW(x1[5], cB0, cB1)
+#undef ROW
+    }
+    acc[0][0] = c00; acc[0][1] = c01; acc[1][0] = c10; acc[1][1] = c11; acc[2][0] = c20; acc[2][1] = c21;
+    acc[3][0] = c30; acc[3][1] = c31; acc[4][0] = c40; acc[4][1] = c41; acc[5][0] = c50; acc[5][1] = c51;
+    acc[6][0] = c60; acc[6][1] = c61; acc[7][0] = c70; acc[7][1] = c71; acc[8][0] = c80; acc[8][1] = c81;
+    acc[9][0] = c90; acc[9][1] = c91; acc[10][0] = cA0; acc[10][1] = cA1; acc[11][0] = cB0; acc[11][1] = cB1;
+    __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1u);
+    __mmask16 m1 = cols >= 32 ? (__mmask16)0xFFFF : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1u);
+    for (long r = 0; r < rows; r++) {
+        float *row = c + r * ldc;
+        _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, row), acc[r][0]));
+        _mm512_mask_storeu_ps(row + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, row + 16), acc[r][1]));
+    }
+}
 #endif
 
 void jpgen_packed_linear(const float *packed_rows, long m, long k, const float *packed_weight, long n,
@@ -116,11 +150,38 @@ void jpgen_packed_linear(const float *packed_rows, long m, long k, const float *
         else memset(row + col_begin, 0, (size_t)(col_end - col_begin) * sizeof(float));
     }
     if (k <= 0) return;
+    long blocks = (m + MR - 1) / MR;
+#if defined(__x86_64__)
+    if (jpgen_ckernels_avx512()) {
+        // Pairs of row blocks by pairs of panels (12 x 32 tiles), same blocking as below.
+        for (long b0 = 0; b0 < blocks; b0 += MC / MR) {
+            long b1 = b0 + MC / MR < blocks ? b0 + MC / MR : blocks;
+            for (long q0 = panel_begin; q0 < panel_end; q0 += QB) {
+                long q1 = q0 + QB < panel_end ? q0 + QB : panel_end;
+                for (long k0 = 0; k0 < k; k0 += KC) {
+                    long kc = k - k0 < KC ? k - k0 : KC;
+                    for (long q = q0; q < q1; q += 2) {
+                        int pair = q + 1 < q1;
+                        const float *w0 = packed_weight + (q * k + k0) * NR;
+                        const float *w1 = pair ? w0 + k * NR : w0;
+                        long cols = n - q * NR < (pair ? 2 : 1) * NR ? n - q * NR : (pair ? 2 : 1) * NR;
+                        for (long b = b0; b < b1; b += 2) {
+                            const float *a0 = packed_rows + (b * k + k0) * MR;
+                            const float *a1 = b + 1 < b1 ? a0 + k * MR : a0;
+                            long rows = m - b * MR < (b + 1 < b1 ? 2 : 1) * MR ? m - b * MR : (b + 1 < b1 ? 2 : 1) * MR;
+                            tile_avx512(a0, a1, w0, w1, kc, c + b * MR * n + q * NR, n, rows, cols);
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
+#endif
     void (*tile)(const float *, const float *, long, float *, long, long, long) = tile_portable;
 #if defined(__x86_64__)
     if (jpgen_ckernels_avx2()) tile = tile_avx2;
 #endif
-    long blocks = (m + MR - 1) / MR;
     // Row blocks of MC rows, then groups of QB panels, then k blocks: the output tile of a group
     // (MC x 64) and the rows' k block (MC x 256) stay in L2, a panel's k block in L1.
     for (long b0 = 0; b0 < blocks; b0 += MC / MR) {

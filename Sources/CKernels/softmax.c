@@ -105,8 +105,28 @@ int jpgen_ckernels_avx2(void) {
 #endif
 }
 
+static int avx512_state = -1;
+
+int jpgen_ckernels_avx512(void) {
+#if defined(__x86_64__)
+    if (avx512_state < 0) {
+        __builtin_cpu_init();
+        avx512_state = __builtin_cpu_supports("avx512f") && jpgen_ckernels_avx2();
+    }
+    return avx512_state;
+#else
+    return 0;
+#endif
+}
+
 void jpgen_ckernels_force_portable(int on) {
     avx2_state = on ? 0 : -1;
+    avx512_state = on ? 0 : -1;
+}
+
+void jpgen_ckernels_force_avx2(int on) {
+    avx2_state = -1;
+    avx512_state = on ? 0 : -1;
 }
 
 float jpgen_unnormalized_softmax_row(float *p, long n) {

@@ -1,5 +1,6 @@
-// linear over a packed weight against a naive triple loop (Double accumulation), on both the
-// AVX2 + FMA and the portable kernel, over shapes that exercise every edge of the tiling: rows not
+// linear over a packed weight against a naive triple loop (Double accumulation), on the kernel
+// this CPU gets (AVX-512 12x32 tiles where it has AVX-512F), the AVX2 + FMA one and the portable
+// one, over shapes that exercise every edge of the tiling: rows not
 // a multiple of 6 (and one row), features not a multiple of 16, K beyond one 256-wide block and
 // not a multiple of 8, more than 192 rows (two row blocks), and enough panels for two threads.
 // Tolerance: 2e-6 * K absolute, inputs in [-1, 1) (Float sums of K products, blocked by 256).
@@ -9,17 +10,19 @@ import XCTest
 @testable import Kernels
 
 final class PackedLinearTests: XCTestCase {
-    func testPackedLinearAgainstNaiveOnBothKernels() {
+    func testPackedLinearAgainstNaiveOnEveryKernel() {
         defer { jpgen_ckernels_force_portable(0) }
-        for portable in [false, true] {
-            jpgen_ckernels_force_portable(portable ? 1 : 0)
+        for kernel in ["detected", "avx2", "portable"] {
+            jpgen_ckernels_force_portable(0)
+            if kernel == "avx2" { jpgen_ckernels_force_avx2(1) }
+            if kernel == "portable" { jpgen_ckernels_force_portable(1) }
             var rng = SeededGenerator(seed: 11)
             for (m, k, n) in [(1, 8, 16), (5, 13, 7), (77, 300, 70), (200, 517, 33), (12, 64, 1040)] {
                 let x = randomTensor([m, k], &rng), w = randomTensor([n, k], &rng), b = randomTensor([n], &rng)
                 let packed = PackedLinearWeight(w)
                 var expected = naiveMatmul2D(x.scalars, naiveTranspose2D(w.scalars, rows: n, cols: k), m: m, k: k, n: n)
                 let tol = 2e-6 * Float(k)
-                let what = "m \(m) k \(k) n \(n) portable \(portable)"
+                let what = "m \(m) k \(k) n \(n) kernel \(kernel)"
                 assertClose(linear(x, packed: packed, bias: nil), Tensor(shape: [m, n], data: expected), tol: tol, what)
                 for r in 0..<m { for j in 0..<n { expected[r * n + j] += b.scalars[j] } }
                 assertClose(linear(x, packed: packed, bias: b), Tensor(shape: [m, n], data: expected), tol: tol, what + " bias")

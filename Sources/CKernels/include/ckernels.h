@@ -35,7 +35,14 @@ int jpgen_sgemm_avx512_available(void);
 /// 1 when jpgen_unnormalized_softmax_row uses the AVX2 + FMA path on this CPU.
 int jpgen_ckernels_avx2(void);
 
+/// 1 when the CPU has AVX-512F (and AVX2 + FMA): jpgen_packed_linear then uses 12x32 tiles.
+int jpgen_ckernels_avx512(void);
+
 /// For tests: 1 makes every function take its portable path; 0 goes back to detection.
 void jpgen_ckernels_force_portable(int on);
+
+/// For tests: 1 keeps the functions that have AVX-512 paths on their AVX2 ones; 0 goes back to
+/// detection.
+void jpgen_ckernels_force_avx2(int on);
 
 #endif
