@@ -52,6 +52,28 @@ final class CMAESTests: XCTestCase {
         }
     }
 
+    /// P(X <= successes) for X hypergeometric: of all successes of both samples, how many fall in
+    /// ours if both have the same success rate (Fisher's exact test, lower tail).
+    static func fisherLowerTail(successes: Int, runs: Int, referenceSuccesses: Int, referenceRuns: Int) -> Double {
+        func logChoose(_ n: Int, _ k: Int) -> Double {
+            lgamma(Double(n + 1)) - lgamma(Double(k + 1)) - lgamma(Double(n - k + 1))
+        }
+        let total = runs + referenceRuns, hits = successes + referenceSuccesses
+        var p = 0.0
+        for x in max(0, hits - referenceRuns)...min(successes, hits) {
+            p += exp(logChoose(hits, x) + logChoose(total - hits, runs - x) - logChoose(total, runs))
+        }
+        return p
+    }
+
+    func testFisherLowerTail() {
+        // 0/5 against 5/5: 1 / C(10, 5); equal samples: above one half.
+        XCTAssertEqual(Self.fisherLowerTail(successes: 0, runs: 5, referenceSuccesses: 5, referenceRuns: 5), 1.0 / 252, accuracy: 1e-12)
+        XCTAssertEqual(Self.fisherLowerTail(successes: 9, runs: 11, referenceSuccesses: 11, referenceRuns: 11), 167960.0 / 705432, accuracy: 1e-9)
+        XCTAssertGreaterThan(Self.fisherLowerTail(successes: 8, runs: 11, referenceSuccesses: 8, referenceRuns: 11), 0.5)
+        XCTAssertLessThan(Self.fisherLowerTail(successes: 5, runs: 11, referenceSuccesses: 11, referenceRuns: 11), 0.05)
+    }
+
     /// Evaluations until the best fitness is below `target`, or nil if `maxEvaluations` ran out.
     static func evaluationsToTarget(_ f: ([Double]) -> Double, dimension: Int, x0: Double, sigma0: Double,
                                     popsize: Int?, target: Double, maxEvaluations: Int, seed: UInt64) throws -> Int? {
@@ -82,9 +104,12 @@ final class CMAESTests: XCTestCase {
                     counts.append(n)
                 }
             }
-            // Success rate: at least pycma's, less one run (a multimodal function can go either way).
-            XCTAssertGreaterThanOrEqual(counts.count, problem.successes - 1,
-                                        "\(problem.function) n=\(problem.dimension): \(counts.count)/\(problem.runs) runs reached the target")
+            // Success rate no worse than pycma's: Fisher's exact test, one-sided, at the 5% level (on
+            // Rosenbrock n >= 4 a run can end in the local minimum, so a run or two either way is chance).
+            let p = Self.fisherLowerTail(successes: counts.count, runs: problem.runs,
+                                         referenceSuccesses: problem.successes, referenceRuns: problem.runs)
+            XCTAssertGreaterThan(p, 0.05, "\(problem.function) n=\(problem.dimension): \(counts.count)/\(problem.runs) runs " +
+                                 "reached the target against pycma's \(problem.successes)/\(problem.runs) (p = \(p))")
             guard !counts.isEmpty else { continue }
             counts.sort()
             let median = counts.count % 2 == 1
