@@ -20,6 +20,7 @@
 // The caller splits C over threads; each call is single-threaded and needs
 // jpgen_sgemm_workspace_floats(m, n, k) floats of scratch.
 #include "ckernels.h"
+#include "sgemm_avx512_kernel.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -112,7 +113,7 @@ static inline void store_row(float *row, __m512 acc0, __m512 acc1, __mmask16 m0,
 // bp [kc][32]. first: this is the first k block, so C = alpha * acc + beta * C (beta 0: C is not
 // read); otherwise C += alpha * acc.
 __attribute__((target("avx512f")))
-static void kernel_12x32(long kc, const float *ap, const float *bp, float *c, long ldc, long rows,
+void jpgen_kernel_12x32(long kc, const float *ap, const float *bp, float *c, long ldc, long rows,
                          long cols, float alpha, float beta, int first) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -188,7 +189,7 @@ void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float 
                     const float *bpanel = pb + (jr / NR) * kc * NR;
                     long cols = min_l(NR, nc - jr);
                     for (long ir = 0; ir < mc; ir += MR)
-                        kernel_12x32(kc, pa + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
+                        jpgen_kernel_12x32(kc, pa + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
                                      min_l(MR, mc - ir), cols, alpha, beta, pc == 0);
                 }
             }

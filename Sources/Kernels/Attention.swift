@@ -9,13 +9,19 @@
 //   O_bh[rows] = (P V_bh) / rowsum(P)        sgemm, written straight into the output, then scaled
 // Jobs are spread over worker threads, each with single-threaded sgemm (OpenBLAS set to 1 thread
 // meanwhile); with fewer jobs than threads they run in turn with OpenBLAS's threads instead.
+// Without a mask, on CPUs with AVX-512, each (batch, head, range of queries) runs CKernels' fused
+// head instead (attention_avx512.c: transposed products, no score matrix repacked).
 
+import CKernels
 import Foundation
 
 /// Largest score buffer (floats) one worker thread may use: 256 Ki floats = 1 MiB (64 query rows
 /// at 4096 keys), which keeps the scores cache-resident between the sgemm, the softmax and P V
 /// (measured 9% faster than 16 MiB chunks for SD's 4096-token self-attention).
 nonisolated(unsafe) public var attentionScoreBudget = 1 << 18
+
+/// False makes unmasked attention take the chunked sgemm path too (for tests).
+nonisolated(unsafe) var fusedAttentionEnabled = true
 
 /// Multi-head attention.
 /// query: [B, Tq, H*D], key: [B, Tk, H*D], value: [B, Tk, H*Dv] -> [B, Tq, H*Dv].
@@ -48,6 +54,11 @@ public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
     if tk == 0 { out.fresh.update(repeating: 0, count: out.count); return out }
     let qBase = query.base, kBase = key.base, vBase = value.base, oBase = out.fresh
     let maskBase = mask?.base
+    if mask == nil && useAVX512GEMM && fusedAttentionEnabled {
+        fusedAttentionAVX512(q: qBase, k: kBase, v: vBase, out: oBase, b: b, bk: bk, tq: tq, tk: tk,
+                             heads: heads, d: d, dv: dv, scale: alpha)
+        return out
+    }
 
     // One job = (batch, head, chunk of query rows). With at least as many jobs as threads, each
     // worker runs whole jobs with a single-threaded sgemm and its own score buffer; otherwise the
@@ -116,4 +127,37 @@ public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
         for job in 0..<jobs { runJob(job, scores: scoreBuffers, factors: rowFactors, parallelSoftmax: true) }
     }
     return out
+}
+
+/// The fused AVX-512 heads: jobs of (batch, head, range of queries), at least two per thread when
+/// the queries allow, each with its own workspace (the K and V panels are packed per job: about
+/// tk * (d + dv) floats, small beside the job's 2 * rows * tk * (d + dv) flops).
+private func fusedAttentionAVX512(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                  out: UnsafeMutablePointer<Float>, b: Int, bk: Int, tq: Int, tk: Int,
+                                  heads: Int, d: Int, dv: Int, scale: Float) {
+    let cq = heads * d, cv = heads * dv
+    let threads = kernelThreadCount
+    let pairs = b * heads
+    // Query ranges of whole 32-query blocks, enough jobs for every thread.
+    let blocks = (tq + 31) / 32
+    let rangesPerHead = min(blocks, max(1, (2 * threads + pairs - 1) / pairs))
+    let jobs = pairs * rangesPerHead
+    let workers = min(threads, jobs)
+    parallelFor(workers) { worker in
+        let workspace = Workspace(count: jpgen_attention_workspace_floats(tk, d, dv))
+        defer { workspace.release() }
+        var job = worker
+        while job < jobs {
+            let pair = job / rangesPerHead, range = job % rangesPerHead
+            let bi = pair / heads, h = pair % heads, kb = bk == 1 ? 0 : bi
+            let q0 = range * blocks / rangesPerHead * 32, q1 = min(tq, (range + 1) * blocks / rangesPerHead * 32)
+            if q0 < q1 {
+                jpgen_attention_head_avx512(q + (bi * tq + q0) * cq + h * d, cq, q1 - q0,
+                                            k + kb * tk * cq + h * d, cq, v + kb * tk * cv + h * dv, cv,
+                                            tk, d, dv, scale, out + (bi * tq + q0) * cv + h * dv, cv,
+                                            workspace.pointer)
+            }
+            job += workers
+        }
+    }
 }

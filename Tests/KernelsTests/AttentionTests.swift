@@ -27,6 +27,19 @@ final class AttentionTests: XCTestCase {
         check(b: 2, tq: 9, tk: 7, heads: 3, d: 4, dv: 4, kvBatch: 2, maskShape: nil, scale: nil, seed: 200)
     }
 
+    func testFusedHeadsAndChunkedPathUnmasked() {
+        // Ragged 32-query blocks and 12-key panels, SD1.5's head width 40 and SDXL's 64, a value
+        // width that is not a multiple of 12, one key, shared key/value batches. Without AVX-512
+        // both runs take the chunked path.
+        defer { fusedAttentionEnabled = true }
+        for fused in [true, false] {
+            fusedAttentionEnabled = fused
+            check(b: 2, tq: 100, tk: 77, heads: 2, d: 40, dv: 40, kvBatch: 2, maskShape: nil, scale: nil, seed: 210)
+            check(b: 2, tq: 33, tk: 130, heads: 3, d: 64, dv: 13, kvBatch: 1, maskShape: nil, scale: 0.2, seed: 211)
+            check(b: 1, tq: 5, tk: 1, heads: 1, d: 3, dv: 7, kvBatch: 1, maskShape: nil, scale: nil, seed: 212)
+        }
+    }
+
     func testMaskShapesAndScale() {
         check(b: 2, tq: 6, tk: 5, heads: 2, d: 8, dv: 8, kvBatch: 2, maskShape: [2, 6, 5], scale: nil, seed: 201)
         check(b: 2, tq: 6, tk: 5, heads: 2, d: 8, dv: 8, kvBatch: 2, maskShape: [1, 1, 5], scale: 0.3, seed: 202)

@@ -30,6 +30,15 @@ void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float 
                         const float *a, long lda, const float *b, long ldb, float beta,
                         float *c, long ldc, float *workspace);
 long jpgen_sgemm_workspace_floats(long m, long n, long k);
+
+/// One attention head without a mask (attention_avx512.c): out [tq, dv] (leading dimension ldo) =
+/// softmax(scale * q k^T) v for q [tq, d], k [tk, d], v [tk, dv] with leading dimensions ldq, ldk,
+/// ldv; tk >= 1. Single-threaded; workspace holds jpgen_attention_workspace_floats(tk, d, dv)
+/// floats. Call only when jpgen_sgemm_avx512_available().
+void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float *k, long ldk,
+                                 const float *v, long ldv, long tk, long d, long dv, float scale,
+                                 float *out, long ldo, float *workspace);
+long jpgen_attention_workspace_floats(long tk, long d, long dv);
 int jpgen_sgemm_avx512_available(void);
 
 /// 1 when jpgen_unnormalized_softmax_row uses the AVX2 + FMA path on this CPU.

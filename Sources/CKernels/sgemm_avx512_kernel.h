@@ -1,0 +1,11 @@
+// The AVX-512 micro-kernel of sgemm_avx512.c, shared with attention_avx512.c (CKernels-internal).
+#ifndef JPGEN_SGEMM_AVX512_KERNEL_H
+#define JPGEN_SGEMM_AVX512_KERNEL_H
+
+/// C tile [rows x cols] (rows <= 12, cols <= 32, leading dimension ldc) from the k-major panels
+/// ap [kc][12] and bp [kc][32]: first != 0 gives C = alpha * acc + beta * C (beta 0: C unread),
+/// first == 0 gives C += alpha * acc. Only on CPUs with AVX-512F.
+void jpgen_kernel_12x32(long kc, const float *ap, const float *bp, float *c, long ldc, long rows,
+                        long cols, float alpha, float beta, int first);
+
+#endif
