@@ -45,7 +45,7 @@ long jpgen_sgemm_workspace_floats(long m, long n, long k) {
 
 // A panel: rows [i0, i0 + rows) of op(A), k in [k0, k0 + kc) -> dst[k * MR + r]; rows past the
 // edge are zero.
-static void pack_a_panel(int trans_a, const float *a, long lda, long i0, long rows, long k0, long kc,
+static void pack_a_panel_scalar(int trans_a, const float *a, long lda, long i0, long rows, long k0, long kc,
                          float *dst) {
     if (!trans_a) {
         // op(A) = A [m, k]: each row is contiguous in k.
@@ -65,7 +65,7 @@ static void pack_a_panel(int trans_a, const float *a, long lda, long i0, long ro
 }
 
 // B panel: columns [j0, j0 + cols) of op(B), k in [k0, k0 + kc) -> dst[k * NR + j].
-static void pack_b_panel(int trans_b, const float *b, long ldb, long j0, long cols, long k0, long kc,
+static void pack_b_panel_scalar(int trans_b, const float *b, long ldb, long j0, long cols, long k0, long kc,
                          float *dst) {
     if (!trans_b) {
         // B [k, n]: for each k, the panel's columns are contiguous.
@@ -84,6 +84,103 @@ static void pack_b_panel(int trans_b, const float *b, long ldb, long j0, long co
         for (long j = cols; j < NR; j++)
             for (long kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.f;
     }
+}
+
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// Fixed-count loops over registers are unrolled whatever the optimisation level (clang at -O2 kept
+// the 16 vectors of transpose16 in memory: 3x slower packing).
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define UNROLL _Pragma("GCC unroll 16")
+#endif
+
+// In-register transpose of a 16 x 16 block (r[i][j] -> r[j][i]): 32-bit then 64-bit interleaves
+// within 128-bit lanes, then a 4 x 4 transpose of the 128-bit lanes.
+__attribute__((target("avx512f")))
+static inline void transpose16(__m512 r[16]) {
+    __m512 a[16], b[16];
+    UNROLL
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    UNROLL
+    for (int g = 0; g < 4; g++) {   // b[4g + c], lane L = rows 4g..4g+3 of column 4L + c
+        __m512d x0 = _mm512_castps_pd(a[4 * g]), x1 = _mm512_castps_pd(a[4 * g + 1]);
+        __m512d x2 = _mm512_castps_pd(a[4 * g + 2]), x3 = _mm512_castps_pd(a[4 * g + 3]);
+        b[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+        b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+        b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+        b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+    }
+    UNROLL
+    for (int c = 0; c < 4; c++) {   // row 4L + c of the result = lane L of b[c], b[4 + c], b[8 + c], b[12 + c]
+        __m512 c0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), c1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
+        __m512 c2 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44), c3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(c0, c2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(c0, c2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(c1, c3, 0xDD);
+    }
+}
+
+// pack_a_panel for op(A) = A [m, k] (rows contiguous in k), 16 k at a time through transpose16.
+__attribute__((target("avx512f")))
+static void pack_a_rows_avx512(const float *a, long lda, long i0, long rows, long k0, long kc, float *dst) {
+    __m512 r[16];
+    for (long kk = 0; kk < kc; kk += 16) {
+        long n = kc - kk < 16 ? kc - kk : 16;
+        __mmask16 m = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+        UNROLL
+        for (long i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(m, a + (i0 + i) * lda + k0 + kk) : _mm512_setzero_ps();
+        transpose16(r);
+        for (long j = 0; j < n; j++) _mm512_mask_storeu_ps(dst + (kk + j) * MR, (__mmask16)0x0FFF, r[j]);
+    }
+}
+
+// pack_b_panel for B stored [n, k] (each column of op(B) a contiguous row), through transpose16.
+__attribute__((target("avx512f")))
+static void pack_b_rows_avx512(const float *b, long ldb, long j0, long cols, long k0, long kc, float *dst) {
+    __m512 r[16];
+    for (long half = 0; half < NR; half += 16) {
+        for (long kk = 0; kk < kc; kk += 16) {
+            long n = kc - kk < 16 ? kc - kk : 16;
+            __mmask16 m = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+            UNROLL
+            for (long i = 0; i < 16; i++)
+                r[i] = half + i < cols ? _mm512_maskz_loadu_ps(m, b + (j0 + half + i) * ldb + k0 + kk) : _mm512_setzero_ps();
+            transpose16(r);
+            for (long t = 0; t < n; t++) _mm512_storeu_ps(dst + (kk + t) * NR + half, r[t]);
+        }
+    }
+}
+#endif
+
+static int avx512_packing(void) {
+#if defined(__x86_64__)
+    return jpgen_sgemm_avx512_available();
+#else
+    return 0;
+#endif
+}
+
+static void pack_a_panel(int trans_a, const float *a, long lda, long i0, long rows, long k0, long kc, float *dst) {
+#if defined(__x86_64__)
+    if (!trans_a && avx512_packing()) { pack_a_rows_avx512(a, lda, i0, rows, k0, kc, dst); return; }
+#endif
+    pack_a_panel_scalar(trans_a, a, lda, i0, rows, k0, kc, dst);
+}
+
+static void pack_b_panel(int trans_b, const float *b, long ldb, long j0, long cols, long k0, long kc, float *dst) {
+#if defined(__x86_64__)
+    if (trans_b && avx512_packing()) { pack_b_rows_avx512(b, ldb, j0, cols, k0, kc, dst); return; }
+#endif
+    pack_b_panel_scalar(trans_b, b, ldb, j0, cols, k0, kc, dst);
 }
 
 // ---------------------------------------------------------------------------------- kernels
@@ -161,9 +258,12 @@ int jpgen_sgemm_avx512_available(void) {
 int jpgen_sgemm_avx512_available(void) { return 0; }
 #endif
 
-void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha,
-                        const float *a, long lda, const float *b, long ldb, float beta,
-                        float *c, long ldc, float *workspace) {
+// The blocked loops for both entry points: A either packed here, block by block (a, lda,
+// trans_a), or packed beforehand by jpgen_sgemm_pack_a (packed != NULL: the whole matrix of
+// packed_rows rows, of which this call computes rows row0 .. row0 + m).
+static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a,
+                         long lda, const float *packed, long packed_rows, long row0, const float *b,
+                         long ldb, float beta, float *c, long ldc, float *workspace) {
 #if defined(__x86_64__)
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -173,8 +273,9 @@ void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float 
     }
     float *ws = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
     long kc_max = min_l(k, KC), mc_max = round_up(min_l(m, MC), MR);
-    float *pa = ws;                          // [mc_max / MR][kc][MR]
-    float *pb = ws + round_up(mc_max * kc_max, 16);   // [nc / NR][kc][NR]
+    float *pa = ws;                                    // [mc_max / MR][kc][MR]
+    float *pb = ws + round_up(mc_max * kc_max, 16);    // [nc / NR][kc][NR]
+    long padded_rows = round_up(packed_rows, MR);
     for (long jc = 0; jc < n; jc += NC) {
         long nc = min_l(NC, n - jc);
         for (long pc = 0; pc < k; pc += KC) {
@@ -183,20 +284,54 @@ void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float 
                 pack_b_panel(trans_b, b, ldb, jc + jr, min_l(NR, nc - jr), pc, kc, pb + (jr / NR) * kc * NR);
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = min_l(MC, m - ic);
-                for (long ir = 0; ir < mc; ir += MR)
-                    pack_a_panel(trans_a, a, lda, ic + ir, min_l(MR, mc - ir), pc, kc, pa + (ir / MR) * kc * MR);
+                const float *ablock;
+                if (packed) {
+                    ablock = packed + pc * padded_rows + ((row0 + ic) / MR) * kc * MR;
+                } else {
+                    for (long ir = 0; ir < mc; ir += MR)
+                        pack_a_panel(trans_a, a, lda, ic + ir, min_l(MR, mc - ir), pc, kc, pa + (ir / MR) * kc * MR);
+                    ablock = pa;
+                }
                 for (long jr = 0; jr < nc; jr += NR) {
                     const float *bpanel = pb + (jr / NR) * kc * NR;
                     long cols = min_l(NR, nc - jr);
                     for (long ir = 0; ir < mc; ir += MR)
-                        jpgen_kernel_12x32(kc, pa + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
-                                     min_l(MR, mc - ir), cols, alpha, beta, pc == 0);
+                        jpgen_kernel_12x32(kc, ablock + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
+                                           min_l(MR, mc - ir), cols, alpha, beta, pc == 0);
                 }
             }
         }
     }
 #else
-    (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda;
-    (void)b; (void)ldb; (void)beta; (void)c; (void)ldc; (void)workspace;
+    (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)packed;
+    (void)packed_rows; (void)row0; (void)b; (void)ldb; (void)beta; (void)c; (void)ldc; (void)workspace;
 #endif
+}
+
+void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                        const float *a, long lda, const float *b, long ldb, float beta,
+                        float *c, long ldc, float *workspace) {
+    gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, NULL, 0, 0, b, ldb, beta, c, ldc, workspace);
+}
+
+long jpgen_sgemm_packed_a_floats(long m, long k) {
+    return round_up(m, MR) * k;
+}
+
+// Packed A: for each k block of KC (pc), the 12-row panels of all rows, each [kc][12]; block pc
+// starts at pc * round_up(m, 12).
+void jpgen_sgemm_pack_a(int trans_a, long m, long k, const float *a, long lda, float *packed) {
+    long padded = round_up(m, MR);
+    for (long pc = 0; pc < k; pc += KC) {
+        long kc = min_l(KC, k - pc);
+        for (long i = 0; i < padded; i += MR)
+            pack_a_panel(trans_a, a, lda, i, min_l(MR, m - i), pc, kc, packed + pc * padded + (i / MR) * kc * MR);
+    }
+}
+
+void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, long k, float alpha,
+                                 const float *packed_a, int trans_b, const float *b, long ldb,
+                                 float beta, float *c, long ldc, float *workspace) {
+    gemm_blocked(0, trans_b, m, n, k, alpha, NULL, 0, packed_a, packed_rows, row0, b, ldb, beta, c, ldc,
+                 workspace);
 }

@@ -18,6 +18,7 @@
 // others), or, with fewer blocks than threads, one after another with the channels and positions
 // split over threads.
 
+import CKernels
 import Foundation
 
 typealias WinogradVector = SIMD16<Float>
@@ -351,16 +352,41 @@ private func winogradOutputBlock(_ p: WinogradPlan, mm: UnsafePointer<Float>, ld
     }
 }
 
+/// The filter U [alpha^2, O, C] in the AVX-512 product's packed form (nil without AVX-512): each
+/// position's [O, C] matrix packed once per call, where every block of tiles would otherwise pack
+/// it again (measured: packing was 40% of the micro-kernel's time in an SD1.5 UNet step).
+private struct WinogradPackedFilter {
+    let storage: Workspace
+    let perPosition: Int
+
+    init?(u: UnsafePointer<Float>, positions: Int, o: Int, c: Int) {
+        guard useAVX512GEMM else { return nil }
+        perPosition = jpgen_sgemm_packed_a_floats(o, c)
+        storage = Workspace(count: positions * perPosition)
+        let dst = storage.pointer, each = perPosition
+        parallelFor(positions) { q in jpgen_sgemm_pack_a(0, o, c, u + q * o * c, c, dst + q * each) }
+    }
+
+    func position(_ q: Int) -> UnsafePointer<Float> { UnsafePointer(storage.pointer + q * perPosition) }
+}
+
 /// M[:, p, :] = U[p] V[:, p, :] for the transform positions `positions`, with the calling thread's
-/// sgemm. u: [alpha^2, O, C], v: [C, alpha^2, ldv], mm: [O, alpha^2, ldm].
+/// sgemm (or the packed filter and `scratch`, jpgen_sgemm_workspace_floats(O, tiles, C) floats).
+/// u: [alpha^2, O, C], v: [C, alpha^2, ldv], mm: [O, alpha^2, ldm].
 @inline(__always)
-private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>, v: UnsafePointer<Float>, ldv: Int,
+private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>, packed: WinogradPackedFilter?,
+                              scratch: UnsafeMutablePointer<Float>?, v: UnsafePointer<Float>, ldv: Int,
                               mm: UnsafeMutablePointer<Float>, ldm: Int, tiles: Int, positions: StrideTo<Int>) {
     let a2 = p.alpha * p.alpha
     for q in positions {
-        sgemm(transA: false, transB: false, m: p.o, n: tiles, k: p.c,
-              a: u + q * p.o * p.c, lda: p.c, b: v + q * ldv, ldb: a2 * ldv,
-              beta: 0, c: mm + q * ldm, ldc: a2 * ldm)
+        if let packed, let scratch {
+            jpgen_sgemm_avx512_packed_a(p.o, 0, p.o, tiles, p.c, 1, packed.position(q), 0, v + q * ldv, a2 * ldv,
+                                        0, mm + q * ldm, a2 * ldm, scratch)
+        } else {
+            sgemm(transA: false, transB: false, m: p.o, n: tiles, k: p.c,
+                  a: u + q * p.o * p.c, lda: p.c, b: v + q * ldv, ldb: a2 * ldv,
+                  beta: 0, c: mm + q * ldm, ldc: a2 * ldm)
+        }
     }
 }
 
@@ -402,6 +428,8 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: 
     let src = x.base
     let target = Swift.max(1, winogradBlockTiles ?? winogradDefaultBlockTiles(c: c, o: o))
     var blocks = (p.tileCount + target - 1) / target
+    let packed = WinogradPackedFilter(u: u, positions: a2, o: o, c: c)
+    defer { packed?.storage.release() }
     if threads > 1 && blocks >= threads {
         // Worker blocks: as many as threads at least, a multiple of threads when that costs little.
         blocks = ((blocks + threads - 1) / threads) * threads
@@ -415,10 +443,13 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: 
         let next = WinogradBlockCounter()
         parallelWorkersWithSerialBLAS(workers) { worker in
             let v = buffers + worker * perWorker, mm = v + a2 * c * blockTiles
+            let scratch = packed.map { _ in Workspace(count: jpgen_sgemm_workspace_floats(o, blockTiles, c)) }
+            defer { scratch?.release() }
             while let block = next.claim(below: blocks) {
                 let t0 = block * blockTiles, t1 = Swift.min(p.tileCount, t0 + blockTiles)
                 winogradInputBlock(p, x: src, channels: 0..<c, t0: t0, t1: t1, v: v, ldv: blockTiles)
-                winogradMultiply(p, u: u, v: v, ldv: blockTiles, mm: mm, ldm: blockTiles, tiles: t1 - t0,
+                winogradMultiply(p, u: u, packed: packed, scratch: scratch?.pointer, v: v, ldv: blockTiles,
+                                 mm: mm, ldm: blockTiles, tiles: t1 - t0,
                                  positions: stride(from: 0, to: a2, by: 1))
                 winogradOutputBlock(p, mm: mm, ldm: blockTiles, channels: 0..<o, t0: t0, t1: t1, bias: b, out: dst)
             }
@@ -437,7 +468,10 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: 
                 winogradInputBlock(p, x: src, channels: r, t0: t0, t1: t1, v: v, ldv: blockTiles)
             }
             parallelWorkersWithSerialBLAS(Swift.min(threads, a2)) { worker in
-                winogradMultiply(p, u: u, v: v, ldv: blockTiles, mm: mm, ldm: blockTiles, tiles: t1 - t0,
+                let scratch = packed.map { _ in Workspace(count: jpgen_sgemm_workspace_floats(o, blockTiles, c)) }
+                defer { scratch?.release() }
+                winogradMultiply(p, u: u, packed: packed, scratch: scratch?.pointer, v: v, ldv: blockTiles,
+                                 mm: mm, ldm: blockTiles, tiles: t1 - t0,
                                  positions: stride(from: worker, to: a2, by: Swift.min(threads, a2)))
             }
             parallelRanges(o, grain: 1) { r in

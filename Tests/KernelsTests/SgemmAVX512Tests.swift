@@ -55,6 +55,31 @@ final class SgemmAVX512Tests: XCTestCase {
         }
     }
 
+    func testPackedAAgainstNaive() throws {
+        try XCTSkipUnless(jpgen_sgemm_avx512_available() == 1, "the CPU has no AVX-512")
+        var rng = SeededGenerator(seed: 23)
+        // 37 rows (ragged last panel), K past one 256-deep block; the rows computed in two calls
+        // (0..<24 and 24..<37) from the one packed A, as threads would.
+        let (m, n, k) = (37, 45, 300)
+        for ta in [false, true] {
+            let a = randomTensor([m * k], &rng).scalars, b = randomTensor([k * n], &rng).scalars
+            let lda = ta ? m : k
+            let expected = naive(ta, false, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: n, beta: 0,
+                                 c: [Float](repeating: 0, count: m * n), ldc: n)
+            var packed = [Float](repeating: .nan, count: jpgen_sgemm_packed_a_floats(m, k))
+            jpgen_sgemm_pack_a(ta ? 1 : 0, m, k, a, lda, &packed)
+            var c = [Float](repeating: .nan, count: m * n)
+            var ws = [Float](repeating: 0, count: jpgen_sgemm_workspace_floats(m, n, k))
+            c.withUnsafeMutableBufferPointer { cp in
+                for (row0, rows) in [(0, 24), (24, 13)] {
+                    jpgen_sgemm_avx512_packed_a(m, row0, rows, n, k, 0.5, packed, 0, b, n, 0, cp.baseAddress! + row0 * n, n, &ws)
+                }
+            }
+            let worst = zip(c, expected).map { abs($0 - $1) }.max()!
+            XCTAssertLessThanOrEqual(worst, 2e-6 * Float(k), "packed A, trans_a \(ta)")
+        }
+    }
+
     func testThreadedSplitsAgainstNaive() throws {
         try XCTSkipUnless(useAVX512GEMM, "sgemm runs OpenBLAS here")
         var rng = SeededGenerator(seed: 22)

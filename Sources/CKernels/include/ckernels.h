@@ -31,6 +31,16 @@ void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float 
                         float *c, long ldc, float *workspace);
 long jpgen_sgemm_workspace_floats(long m, long n, long k);
 
+/// A packed once for many products (e.g. a Winograd filter): jpgen_sgemm_packed_a_floats(m, k)
+/// floats hold op(A) [m, k] in the micro-kernel's panels. jpgen_sgemm_avx512_packed_a then computes
+/// rows row0 ..< row0 + m (row0 a multiple of 12) of C = alpha * op(A) op(B) + beta * C from the
+/// packed A of all packed_rows rows; c points at row row0. Same workspace as jpgen_sgemm_avx512.
+long jpgen_sgemm_packed_a_floats(long m, long k);
+void jpgen_sgemm_pack_a(int trans_a, long m, long k, const float *a, long lda, float *packed);
+void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, long k, float alpha,
+                                 const float *packed_a, int trans_b, const float *b, long ldb,
+                                 float beta, float *c, long ldc, float *workspace);
+
 /// One attention head without a mask (attention_avx512.c): out [tq, dv] (leading dimension ldo) =
 /// softmax(scale * q k^T) v for q [tq, d], k [tk, d], v [tk, dv] with leading dimensions ldq, ldk,
 /// ldv; tk >= 1. Single-threaded; workspace holds jpgen_attention_workspace_floats(tk, d, dv)
