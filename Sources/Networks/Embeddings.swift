@@ -51,3 +51,42 @@ public struct TimestepMLP {
         return linear2(h)
     }
 }
+
+/// diffusers' TextTimeEmbedding (UNet2DConditionModel with `addition_embed_type: "text"`, as
+/// Kandinsky and DeepFloyd IF): the text encoder's hidden states pooled by attention into one
+/// vector that is added to the time embedding, so that every ResNet block sees the prompt.
+///   h = LayerNorm_1(encoder_hidden_states)                    [B, T, D]
+///   q = mean_T(h) + positional_embedding                      [B, 1, D]   (AttentionPooling)
+///   pooled = MHA(q_proj(q), k_proj([q; h]), v_proj([q; h]))  [B, D], `heads` heads, scale 1/sqrt(D/heads)
+///   out = LayerNorm_2(proj(pooled))                           [B, temb]
+/// Keys: add_embedding.{norm1,norm2}.{weight,bias}, add_embedding.pool.positional_embedding [1, D],
+/// add_embedding.pool.{q,k,v}_proj.{weight,bias}, add_embedding.proj.{weight,bias}.
+public struct TextTimeEmbedding {
+    public var norm1: LayerNormWeights
+    public var positionalEmbedding: Tensor
+    public var qProj: LinearWeights, kProj: LinearWeights, vProj: LinearWeights
+    public var proj: LinearWeights
+    public var norm2: LayerNormWeights
+    public let heads: Int
+
+    public init(_ store: WeightStore, _ prefix: String, encoderDim d: Int, timeEmbedDim temb: Int, heads: Int) throws {
+        norm1 = try LayerNormWeights(store, prefix + ".norm1", dim: d, eps: 1e-5)
+        positionalEmbedding = try store.take(prefix + ".pool.positional_embedding", shape: [1, d])
+        qProj = try LinearWeights(store, prefix + ".pool.q_proj", out: d, in: d)
+        kProj = try LinearWeights(store, prefix + ".pool.k_proj", out: d, in: d)
+        vProj = try LinearWeights(store, prefix + ".pool.v_proj", out: d, in: d)
+        proj = try LinearWeights(store, prefix + ".proj", out: temb, in: d)
+        norm2 = try LayerNormWeights(store, prefix + ".norm2", dim: temb, eps: 1e-5)
+        self.heads = heads
+    }
+
+    // encoderHiddenStates: [B, T, D] -> [B, temb]
+    public func callAsFunction(_ encoderHiddenStates: Tensor) -> Tensor {
+        let b = encoderHiddenStates.shape[0], d = encoderHiddenStates.shape[2]
+        let h = norm1(encoderHiddenStates)                                             // [B, T, D]
+        let classToken = mean(h, axis: 1, keepDims: true) + positionalEmbedding.reshaped([1, 1, d])   // [B, 1, D]
+        let x = concat([classToken, h], axis: 1)                                       // [B, T + 1, D]
+        let pooled = attention(query: qProj(classToken), key: kProj(x), value: vProj(x), heads: heads)  // [B, 1, D]
+        return norm2(proj(pooled.reshaped([b, d])))
+    }
+}

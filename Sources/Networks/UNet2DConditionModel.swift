@@ -18,6 +18,8 @@ public struct UNet2DConditionModel {
     public let config: UNet2DConditionConfig
     let timeEmbedding: TimestepMLP
     let addEmbedding: TimestepMLP?
+    /// `addition_embed_type: "text"`: the pooled text added to the time embedding.
+    let textTimeEmbedding: TextTimeEmbedding?
     let convIn: Conv2dWeights
     let down: [UNetBlock]
     let mid: UNetBlock
@@ -49,6 +51,12 @@ public struct UNet2DConditionModel {
             addEmbedding = try TimestepMLP(store, "add_embedding", in: inDim, out: temb)
         } else {
             addEmbedding = nil
+        }
+        if config.additionEmbedType == "text" {
+            textTimeEmbedding = try TextTimeEmbedding(store, "add_embedding", encoderDim: ctx, timeEmbedDim: temb,
+                                                      heads: config.additionEmbedTypeNumHeads)
+        } else {
+            textTimeEmbedding = nil
         }
         convIn = try Conv2dWeights(store, "conv_in", in: config.inChannels, out: ch[0], kernel: config.convInKernel)
 
@@ -164,6 +172,7 @@ public struct UNet2DConditionModel {
             let addIn = concat([text, idFeatures.reshaped([b, -1])], axis: 1)
             emb += addEmbedding(addIn)
         }
+        if let textTimeEmbedding { emb += textTimeEmbedding(encoderHiddenStates) }   // addition_embed_type "text"
         var tembAct = emb
         siluInPlace(&tembAct)                       // every resnet applies silu to temb first
         let context = encoderHiddenStates

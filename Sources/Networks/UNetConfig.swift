@@ -57,6 +57,8 @@ public struct UNet2DConditionConfig: Codable, Equatable {
     public var additionEmbedType: String?
     public var additionTimeEmbedDim: Int?
     public var projectionClassEmbeddingsInputDim: Int?
+    /// Heads of the attention pooling of `addition_embed_type: "text"` (diffusers' default 64).
+    public var additionEmbedTypeNumHeads: Int
     public var resnetTimeScaleShift: String
     public var timeEmbeddingType: String
     public var timeEmbeddingDim: Int?
@@ -79,6 +81,7 @@ public struct UNet2DConditionConfig: Codable, Equatable {
         case dualCrossAttention = "dual_cross_attention", classEmbedType = "class_embed_type"
         case additionEmbedType = "addition_embed_type", additionTimeEmbedDim = "addition_time_embed_dim"
         case projectionClassEmbeddingsInputDim = "projection_class_embeddings_input_dim"
+        case additionEmbedTypeNumHeads = "addition_embed_type_num_heads"
         case resnetTimeScaleShift = "resnet_time_scale_shift", timeEmbeddingType = "time_embedding_type"
         case timeEmbeddingDim = "time_embedding_dim", timeCondProjDim = "time_cond_proj_dim"
         case encoderHidDim = "encoder_hid_dim", convInKernel = "conv_in_kernel", convOutKernel = "conv_out_kernel"
@@ -115,6 +118,7 @@ public struct UNet2DConditionConfig: Codable, Equatable {
         additionEmbedType = try c.decodeIfPresent(String.self, forKey: .additionEmbedType)
         additionTimeEmbedDim = try c.decodeIfPresent(Int.self, forKey: .additionTimeEmbedDim)
         projectionClassEmbeddingsInputDim = try c.decodeIfPresent(Int.self, forKey: .projectionClassEmbeddingsInputDim)
+        additionEmbedTypeNumHeads = try c.decodeIfPresent(Int.self, forKey: .additionEmbedTypeNumHeads) ?? 64
         resnetTimeScaleShift = try c.value(.resnetTimeScaleShift, default: "default")
         timeEmbeddingType = try c.value(.timeEmbeddingType, default: "positional")
         timeEmbeddingDim = try c.decodeIfPresent(Int.self, forKey: .timeEmbeddingDim)
@@ -148,9 +152,13 @@ public struct UNet2DConditionConfig: Codable, Equatable {
         if onlyCrossAttention { throw bad("only_cross_attention") }
         if dualCrossAttention { throw bad("dual_cross_attention") }
         if let c = classEmbedType { throw bad("class_embed_type=\(c)") }
-        if let a = additionEmbedType, a != "text_time" { throw bad("addition_embed_type=\(a)") }
+        if let a = additionEmbedType, a != "text_time" && a != "text" { throw bad("addition_embed_type=\(a)") }
         if additionEmbedType == "text_time" && (additionTimeEmbedDim == nil || projectionClassEmbeddingsInputDim == nil) {
             throw NetworksError.missingConfigField(file: file, field: "addition_time_embed_dim/projection_class_embeddings_input_dim")
+        }
+        if additionEmbedType == "text" && (additionEmbedTypeNumHeads < 1 || crossAttentionDim % additionEmbedTypeNumHeads != 0) {
+            throw NetworksError.invalidConfig(file: file, reason: "addition_embed_type_num_heads \(additionEmbedTypeNumHeads) "
+                                              + "does not divide cross_attention_dim \(crossAttentionDim)")
         }
         if resnetTimeScaleShift != "default" { throw bad("resnet_time_scale_shift=\(resnetTimeScaleShift)") }
         if timeEmbeddingType != "positional" { throw bad("time_embedding_type=\(timeEmbeddingType)") }

@@ -38,6 +38,7 @@ final class UNetVAETests: XCTestCase {
     func testUNetSD1() throws { try checkUNet("unet_sd1") }
     func testUNetSD2LinearProjectionPerBlockHeads() throws { try checkUNet("unet_sd2") }
     func testUNetSDXLTextTime() throws { try checkUNet("unet_sdxl") }
+    func testUNetTextAdditionEmbedding() throws { try checkUNet("unet_text") }
 
     func testUNetSDXLNeedsAddedConditioning() throws {
         let model = try UNet2DConditionModel(folder: folder("unet_sdxl"))
