@@ -354,11 +354,14 @@ def _names(sc):
 
 def captions(sc, rng: random.Random, n=4):
     """n captions (mostly Japanese, about one in five English) naming the subjects, time and style,
-    plus a random share of the other elements."""
+    plus the other elements: major ones (MAJOR: moon, sun, snow, a second landmark...) four times in
+    five, so that a prompt that leaves one out mostly means it is absent, minor ones (sea, beach,
+    stars, clouds) half the time."""
     out = []
     for k in range(n):
         names = _names(sc)
-        keep = names[:len(sc["subjects"])] + [e for e in names[len(sc["subjects"]):] if rng.random() < 0.5]
+        keep = names[:len(sc["subjects"])] + [e for e in names[len(sc["subjects"]):]
+                                              if rng.random() < (0.8 if e in MAJOR else 0.5)]
         use_time = rng.random() < 0.85
         use_style = rng.random() < 0.85
         if rng.random() < 0.2:
