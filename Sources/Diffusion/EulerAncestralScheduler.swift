@@ -5,7 +5,7 @@
 import Foundation
 import Kernels
 
-public struct EulerAncestralSampler: Sampler {
+public struct EulerAncestralSampler: SigmaSampler {
     let config: ResolvedSchedulerConfig
     public let timesteps: [Float]
     public var startStep = 0
@@ -19,19 +19,6 @@ public struct EulerAncestralSampler: Sampler {
         let schedule = eulerNoiseSchedule(config)
         (timesteps, sigmas) = eulerSchedule(plain, schedule: schedule, steps: steps, karras: false)
         initNoiseSigma = eulerInitNoiseSigma(sigmas, spacing: config.timestepSpacing)
-    }
-
-    /// x / sqrt(sigma^2 + 1).
-    public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor {
-        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
-        let scale = (sigma * sigma + 1).squareRoot()
-        return samplerMap(x) { $0 / scale }
-    }
-
-    /// x + noise * sigma (EulerDiscreteScheduler.add_noise at the begin index).
-    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
-        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
-        return samplerZip(original, noise) { x, z in x + z * sigma }
     }
 
     /// EulerAncestralDiscreteScheduler.step:

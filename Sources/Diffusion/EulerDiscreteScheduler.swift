@@ -46,7 +46,7 @@ func eulerNoiseSchedule(_ config: ResolvedSchedulerConfig) -> NoiseSchedule {
     return schedule
 }
 
-public struct EulerSampler: Sampler {
+public struct EulerSampler: SigmaSampler {
     let config: ResolvedSchedulerConfig
     public let timesteps: [Float]
     public var startStep = 0
@@ -60,19 +60,6 @@ public struct EulerSampler: Sampler {
         initNoiseSigma = eulerInitNoiseSigma(sigmas, spacing: config.timestepSpacing)
     }
 
-    /// x / sqrt(sigma^2 + 1): the UNet sees unit-variance input (Karras et al. 2022, Table 1, c_in).
-    public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor {
-        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
-        let scale = (sigma * sigma + 1).squareRoot()
-        return samplerMap(x) { $0 / scale }
-    }
-
-    /// x + noise * sigma (EulerDiscreteScheduler.add_noise at the begin index).
-    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
-        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
-        return samplerZip(original, noise) { x, z in x + z * sigma }
-    }
-
     /// EulerDiscreteScheduler.step (s_churn = 0, so sigma_hat = sigma and no noise is drawn):
     /// 1. x0 = x - sigma eps (epsilon) | model output (sample) | -sigma/sqrt(sigma^2+1) v + x/(sigma^2+1) (v)
     /// 2. d = (x - x0) / sigma  (Karras et al. 2022, eq. 3's ODE derivative)
@@ -84,6 +71,27 @@ public struct EulerSampler: Sampler {
         let x0 = sigmaPredictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample, sigma: sigma)
         let dt = sigmas[step + 1] - sigma
         return samplerZip(sample, x0) { x, x0 in x + ((x - x0) / sigma) * dt }
+    }
+}
+
+/// A sampler in the sigma (variance-exploding) parameterisation, x = x0 + sigma eps: the Euler
+/// schedulers. Model input and noising follow from `sigmas`.
+public protocol SigmaSampler: Sampler {
+    var sigmas: [Float] { get }
+}
+
+extension SigmaSampler {
+    /// x / sqrt(sigma^2 + 1): the UNet sees unit-variance input (Karras et al. 2022, Table 1, c_in).
+    public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor {
+        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
+        let scale = (sigma * sigma + 1).squareRoot()
+        return samplerMap(x) { $0 / scale }
+    }
+
+    /// x + noise * sigma (EulerDiscreteScheduler.add_noise at the begin index).
+    public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        let sigma = sigmas[min(max(step, 0), sigmas.count - 1)]
+        return samplerZip(original, noise) { x, z in x + z * sigma }
     }
 }
 

@@ -38,6 +38,13 @@ public enum EvolveOutputs {
             }
             root["loras"] = .sequence(list)
         }
+        // The candidates were sampled with the scheduler of the text encoder's input: the merged folder
+        // gets it too (else it would take the reference input's, and with it other sampling defaults).
+        var components = root["components"]?.mapping ?? Node.Mapping([])
+        if components["scheduler"] == nil {
+            components["scheduler"] = Node("copy \(setup.pipelineInput)")
+            root["components"] = .mapping(components)
+        }
         root["output"] = Node(output)
         let text = try Yams.serialize(node: .mapping(root), allowUnicode: true)
         let header = comment.split(separator: "\n").map { "# " + $0 }.joined(separator: "\n")

@@ -6,8 +6,10 @@
 // Only the UNet changes from candidate to candidate (merged in memory, Sakana's EvoSDXL-JP also merges
 // UNets only); the tokenizer, text encoder and scheduler come from one input (`components:
 // {text_encoder: copy X}` names it, else the recipe's base, else the first input) and the VAE likewise
-// (`vae: copy Y`). A recipe that *merges* a text encoder or VAE is accepted only when that component
-// is the same in every input (then merging leaves it as it is), because the fitness would not see it.
+// (`vae: copy Y`); the best recipe names that scheduler (`scheduler: copy X`), so that its merged
+// folder samples as the candidates did. A recipe that *merges* a text encoder or VAE is accepted only
+// when that component is the same in every input (then merging leaves it as it is), because the
+// fitness would not see it.
 
 import Diffusion
 import Evaluation
@@ -29,6 +31,8 @@ public struct EvolveSetup {
     public let initialRecipe: Recipe
     /// The input folder whose tokenizer, text encoder and scheduler every candidate uses.
     public let pipelineSource: String
+    /// The name of that input in the recipe.
+    public let pipelineInput: String
     /// The input folder whose VAE every candidate uses, when it is not `pipelineSource`.
     public let vaeSource: String?
     /// unet/config.json of the reference input (the merged folder gets the same).
@@ -108,7 +112,13 @@ public struct EvolveSetup {
             }
         }
         let encoderSource = try source("text_encoder")
+        for part in ["tokenizer", "scheduler"] {
+            if case .copy(let input)? = initialRecipe.components[part], input != encoderSource {
+                throw fail("components.\(part) is copied from '\(input)', but evolve's candidates take the tokenizer and scheduler with the text encoder, from '\(encoderSource)'")
+            }
+        }
         let vaeInput = try source("vae")
+        pipelineInput = encoderSource
         pipelineSource = paths[encoderSource]!
         vaeSource = vaeInput == encoderSource ? nil : paths[vaeInput]!
         unetConfigURL = URL(fileURLWithPath: paths[reference]!).appendingPathComponent("unet/config.json")

@@ -206,6 +206,7 @@ public enum MergeEngine {
             do {
                 try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
                 try copyNonWeightFiles(from: reference.url, to: staging, omit: Set(recipe.components.filter { $0.value == .omit }.map(\.key)))
+                try copyComponentConfigs(recipe, plan: plan, reference: reference.url, to: staging)
             } catch {
                 try? FileManager.default.removeItem(at: staging)
                 throw MergingError.output(path: outputPath, message: "cannot create the output folder: \(error.localizedDescription)")
@@ -318,6 +319,53 @@ func copyNonWeightFiles(from source: URL, to destination: URL, omit: Set<String>
         } else if !item.hasSuffix(".safetensors") && !item.hasSuffix(".bin") && !item.hasSuffix(".ckpt") {
             try fm.copyItem(at: from, to: to)
         }
+    }
+}
+
+/// The inputs that a folder output's component folders take their configs and other non-weight files
+/// from, where it is not the reference input: a component the recipe copies (`text_encoder: copy b`)
+/// comes whole from that input, and so does its tokenizer (`tokenizer` goes with `text_encoder`,
+/// `tokenizer_2` with `text_encoder_2`) unless the recipe names the tokenizer itself. Components
+/// without weights can be named too: `scheduler: copy b` takes b's scheduler (and so its sampling
+/// defaults).
+func componentConfigSources(_ recipe: Recipe) -> [String: String] {
+    var sources: [String: String] = [:]
+    for (component, policy) in recipe.components {
+        if case .copy(let input) = policy { sources[component] = input }
+    }
+    for (encoder, tokenizer) in [("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")]
+    where recipe.components[tokenizer] == nil {
+        if let input = sources[encoder] { sources[tokenizer] = input }
+    }
+    return sources
+}
+
+/// Replaces the folders of `componentConfigSources` in the staged output by the named inputs' (their
+/// weights are written separately) and takes their entries in model_index.json from those inputs'.
+func copyComponentConfigs(_ recipe: Recipe, plan: MergePlan, reference: URL, to staging: URL) throws {
+    let fm = FileManager.default
+    let indexURL = staging.appendingPathComponent("model_index.json")
+    var index = (try? Data(contentsOf: indexURL)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+    var indexChanged = false
+    for (component, input) in componentConfigSources(recipe).sorted(by: { $0.key < $1.key }) {
+        guard let source = plan.checkpoints[input]?.url, source.standardizedFileURL != reference.standardizedFileURL else { continue }
+        let from = source.appendingPathComponent(component)
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: from.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+        let to = staging.appendingPathComponent(component)
+        try? fm.removeItem(at: to)
+        try fm.createDirectory(at: to, withIntermediateDirectories: true)
+        try copyNonWeightFiles(from: from, to: to, omit: [])
+        if index != nil,
+           let data = try? Data(contentsOf: source.appendingPathComponent("model_index.json")),
+           let other = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let entry = other[component] {
+            index![component] = entry
+            indexChanged = true
+        }
+    }
+    if let index, indexChanged {
+        let data = try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try data.write(to: indexURL)
     }
 }
 

@@ -11,6 +11,8 @@
 //     - {modules: attention, parameters: {weight: {a: 0.2, b: 0.8}}}
 //     - {tensors: "*.norm*", parameters: {weight: {a: 0.5, b: 0.5}}}
 //   components: {text_encoder: merge, vae: copy a}   # merge (default) | copy NAME | omit
+//                         # folder outputs: a copied component brings its configs too (a text encoder
+//                         # its tokenizer), and `scheduler: copy a` takes a's scheduler
 //   loras: [{path: lcm-lora.safetensors, scale: 1.0}] # fused into the result (kohya or PEFT names)
 //   seed: 0
 //   dtype: fp16           # fp16 | bf16 | fp32

@@ -21,6 +21,41 @@ func timeRuns(_ repetitions: Int, warmUp: Bool, _ body: () throws -> Void) rethr
     return (s[0], s[s.count / 2])
 }
 
+/// The options `jpbench unet` and `jpbench vae` share: repetitions, warm-up, threads, Winograd.
+struct NetworkBenchOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Timed runs (steps or decodes).")
+    var repetitions: Int = 1
+
+    @Flag(help: "Skip the untimed warm-up run.")
+    var noWarmUp = false
+
+    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Winograd for 3x3 convolutions: automatic, off, f2 or f4 (default: JPGEN_CONV2D_WINOGRAD or automatic).")
+    var winograd: String?
+
+    @Flag(help: "Keep each conv's Winograd filter after its first use (more memory, no per-call transform).")
+    var keepWinogradFilters = false
+
+    func validate() throws {
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1, got \(repetitions)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    /// Sets the thread count and the convolution settings for the run.
+    func apply() throws {
+        if let threads { setThreadCount(threads) }
+        if let winograd {
+            guard let mode = Conv2dWinogradMode(rawValue: winograd) else {
+                throw ValidationError("--winograd must be one of \(Conv2dWinogradMode.allCases.map(\.rawValue)), got '\(winograd)'")
+            }
+            conv2dWinograd = mode
+        }
+        if keepWinogradFilters { winogradKeepsFilters = true }
+    }
+}
+
 struct UNetBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unet", abstract: "Time one UNet step of a diffusers unet/ folder (random weights from Tools/bench_unet_vae.py).")
@@ -37,30 +72,10 @@ struct UNetBench: ParsableCommand {
     @Option(help: "GFLOP of one step, for the GFLOP/s figure (from the Python script's count).")
     var gflop: Double = 0
 
-    @Option(name: .shortAndLong, help: "Timed steps.")
-    var repetitions: Int = 1
-
-    @Flag(help: "Skip the untimed warm-up step.")
-    var noWarmUp = false
-
-    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
-    var threads: Int?
-
-    @Option(help: "Winograd for 3x3 convolutions: automatic, off, f2 or f4 (default: JPGEN_CONV2D_WINOGRAD or automatic).")
-    var winograd: String?
-
-    @Flag(help: "Keep each conv's Winograd filter after its first use (more memory, no per-call transform).")
-    var keepWinogradFilters = false
+    @OptionGroup var options: NetworkBenchOptions
 
     func run() throws {
-        if let threads { setThreadCount(threads) }
-        if let winograd {
-            guard let mode = Conv2dWinogradMode(rawValue: winograd) else {
-                throw ValidationError("--winograd must be one of \(Conv2dWinogradMode.allCases.map(\.rawValue)), got '\(winograd)'")
-            }
-            conv2dWinograd = mode
-        }
-        if keepWinogradFilters { winogradKeepsFilters = true }
+        try options.apply()
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let model = try UNet2DConditionModel(folder: URL(fileURLWithPath: folder))
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
@@ -73,7 +88,7 @@ struct UNetBench: ParsableCommand {
             text = benchTensor([1, p - 6 * d], seed: 3)
             ids = Tensor(shape: [1, 6], data: [Float(size), Float(size), 0, 0, Float(size), Float(size)])
         }
-        let t = try timeRuns(repetitions, warmUp: !noWarmUp) {
+        let t = try timeRuns(options.repetitions, warmUp: !options.noWarmUp) {
             _ = try model(sample: sample, timestep: 500, encoderHiddenStates: context, addTextEmbeds: text, addTimeIds: ids)
         }
         var fields: [(String, Any)] = [("bench", "unet"), ("folder", folder), ("size", size), ("threads", kernelThreadCount),

@@ -20,30 +20,10 @@ struct VAEBench: ParsableCommand {
     @Option(help: "GFLOP of one decode, for the GFLOP/s figure.")
     var gflop: Double = 0
 
-    @Option(name: .shortAndLong, help: "Timed decodes.")
-    var repetitions: Int = 1
-
-    @Flag(help: "Skip the untimed warm-up decode.")
-    var noWarmUp = false
-
-    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
-    var threads: Int?
-
-    @Option(help: "Winograd for 3x3 convolutions: automatic, off, f2 or f4 (default: JPGEN_CONV2D_WINOGRAD or automatic).")
-    var winograd: String?
-
-    @Flag(help: "Keep each conv's Winograd filter after its first use (more memory, no per-call transform).")
-    var keepWinogradFilters = false
+    @OptionGroup var options: NetworkBenchOptions
 
     func run() throws {
-        if let threads { setThreadCount(threads) }
-        if let winograd {
-            guard let mode = Conv2dWinogradMode(rawValue: winograd) else {
-                throw ValidationError("--winograd must be one of \(Conv2dWinogradMode.allCases.map(\.rawValue)), got '\(winograd)'")
-            }
-            conv2dWinograd = mode
-        }
-        if keepWinogradFilters { winogradKeepsFilters = true }
+        try options.apply()
         let url = URL(fileURLWithPath: folder)
         let configText = (try? String(contentsOf: url.appendingPathComponent("config.json"), encoding: .utf8)) ?? ""
         let tiny = configText.contains("AutoencoderTiny")
@@ -51,10 +31,10 @@ struct VAEBench: ParsableCommand {
         let t: (best: Double, median: Double)
         if tiny {
             let model = try AutoencoderTiny(folder: url)
-            t = try timeRuns(repetitions, warmUp: !noWarmUp) { _ = try model.decode(latents) }
+            t = try timeRuns(options.repetitions, warmUp: !options.noWarmUp) { _ = try model.decode(latents) }
         } else {
             let model = try AutoencoderKL(folder: url)
-            t = try timeRuns(repetitions, warmUp: !noWarmUp) { _ = try model.decode(latents) }
+            t = try timeRuns(options.repetitions, warmUp: !options.noWarmUp) { _ = try model.decode(latents) }
         }
         var fields: [(String, Any)] = [("bench", tiny ? "taesd" : "vae"), ("folder", folder), ("size", size),
                                        ("threads", kernelThreadCount),

@@ -113,8 +113,12 @@ final class MergeFitnessTests: XCTestCase {
         let recipeURL = folder.appendingPathComponent("best.yaml")
         try Data(text.utf8).write(to: recipeURL)
         XCTAssertEqual(try EvolveOutputs.merge(recipeAt: recipeURL), output)
-        let written = fitness.pipeline.replacingUNet(try DiffusionModel.load(output).unet)
+        let loaded = try DiffusionModel.load(output)
+        let written = fitness.pipeline.replacingUNet(loaded.unet)
         XCTAssertEqual(try fitness.score(written).scores, first.scores)
+        // ... and the folder samples as the candidates did: demo-lcm's LCM scheduler, not demo-base's DDIM.
+        XCTAssertEqual(loaded.scheduler.className, "LCMScheduler")
+        XCTAssertEqual(loaded.samplingDefaults, fitness.pipeline.samplingDefaults)
 
         // A different candidate gives a different model.
         let other = try fitness.evaluate(CandidateRequest(generation: 1, candidate: 3, parameters: ["parameters.weight.ukiyoe": 0.0]))
@@ -130,7 +134,16 @@ final class MergeFitnessTests: XCTestCase {
         XCTAssertEqual(parsed.inputs.map(\.path), [model("demo-base"), model("demo-lcm"), model("demo-ukiyoe")])
         XCTAssertEqual(try parsed.parameter("weight", input: "ukiyoe", tensor: "unet/conv_in.weight", fallback: 0), 0.25)
         XCTAssertEqual(parsed.output, "/tmp/out")
+        XCTAssertEqual(parsed.components["scheduler"], .copy("lcm"), "the candidates' scheduler")
         XCTAssertFalse(text.contains("evolve"))
+    }
+
+    func testTokenizerOrSchedulerFromAnotherInputThanTheTextEncoderIsRefused() throws {
+        XCTAssertThrowsError(try EvolveSetup(recipe: try recipe(components: "components: {text_encoder: copy lcm, scheduler: copy base}"))) {
+            XCTAssertEqual(($0 as? EvolutionError)?.errorDescription,
+                           "\(folder.appendingPathComponent("r.yaml").path): components.scheduler is copied from 'base', but evolve's candidates take the tokenizer and scheduler with the text encoder, from 'lcm'")
+        }
+        XCTAssertNoThrow(try EvolveSetup(recipe: try recipe(components: "components: {text_encoder: copy lcm, scheduler: copy lcm}")))
     }
 
     func testWorkerLoopAnswersOneLinePerRequest() throws {

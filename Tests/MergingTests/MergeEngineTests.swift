@@ -133,6 +133,60 @@ final class MergeEngineTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix(".") }, [])
     }
 
+    func testCopiedComponentsBringTheirConfigs() throws {
+        // Pipeline folders that differ in every config: "a" is a DDIM model, "b" an LCM one.
+        func folder(_ name: String, _ value: Float, scheduler: String) throws -> URL {
+            let root = directory.appendingPathComponent(name)
+            for component in ["unet", "text_encoder"] {
+                let dir = root.appendingPathComponent(component)
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                try Data("{\"from\": \"\(name)\"}".utf8).write(to: dir.appendingPathComponent("config.json"))
+                let writer = try SafeTensorsWriter(url: dir.appendingPathComponent("model.safetensors"),
+                                                   entries: [("conv_in.weight", .F32, [2])], metadata: [:])
+                try [value, value].withUnsafeBufferPointer { try writer.write("conv_in.weight", float32: $0) }
+                try writer.finish()
+            }
+            for (component, file) in [("tokenizer", "vocab.txt"), ("scheduler", "scheduler_config.json")] {
+                let dir = root.appendingPathComponent(component)
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                try Data("\(component) of \(name)".utf8).write(to: dir.appendingPathComponent(file))
+            }
+            let index = "{\"_class_name\": \"StableDiffusionPipeline\", \"scheduler\": [\"diffusers\", \"\(scheduler)\"], \"unet\": [\"diffusers\", \"UNet2DConditionModel\"]}"
+            try Data(index.utf8).write(to: root.appendingPathComponent("model_index.json"))
+            return root
+        }
+        let a = try folder("a", 1, scheduler: "DDIMScheduler"), b = try folder("b", 3, scheduler: "LCMScheduler")
+        func merged(_ components: String) throws -> URL {
+            let recipe = try Recipe(yaml: "inputs: {a: \(a.path), b: \(b.path)}\nmethod: linear\nparameters: {weight: {a: 0.5, b: 0.5}}\ncomponents: \(components)\n")
+            let output = directory.appendingPathComponent("merged-\(UUID().uuidString)")
+            try MergeEngine.run(try MergeEngine.plan(recipe, outputPath: output.path), to: output.path)
+            return output
+        }
+        func text(_ url: URL, _ path: String) throws -> String {
+            try String(contentsOf: url.appendingPathComponent(path), encoding: .utf8)
+        }
+        func schedulerClass(_ url: URL) throws -> String? {
+            let index = try JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("model_index.json"))) as? [String: Any]
+            return (index?["scheduler"] as? [String])?.last
+        }
+
+        // The text encoder copied from b brings b's config and tokenizer; the scheduler stays a's.
+        let encoder = try merged("{text_encoder: copy b}")
+        XCTAssertEqual(try text(encoder, "text_encoder/config.json"), "{\"from\": \"b\"}")
+        XCTAssertEqual(try text(encoder, "tokenizer/vocab.txt"), "tokenizer of b")
+        XCTAssertEqual(try text(encoder, "unet/config.json"), "{\"from\": \"a\"}")
+        XCTAssertEqual(try text(encoder, "scheduler/scheduler_config.json"), "scheduler of a")
+        XCTAssertEqual(try schedulerClass(encoder), "DDIMScheduler")
+        XCTAssertEqual(try SafeTensorsFile(url: encoder.appendingPathComponent("text_encoder/model.safetensors")).tensor("conv_in.weight").scalars, [3, 3])
+        XCTAssertEqual(try SafeTensorsFile(url: encoder.appendingPathComponent("unet/model.safetensors")).tensor("conv_in.weight").scalars, [2, 2])
+
+        // `scheduler: copy b` takes b's scheduler config and its model_index entry; a named tokenizer wins.
+        let scheduler = try merged("{text_encoder: copy b, tokenizer: copy a, scheduler: copy b}")
+        XCTAssertEqual(try text(scheduler, "scheduler/scheduler_config.json"), "scheduler of b")
+        XCTAssertEqual(try schedulerClass(scheduler), "LCMScheduler")
+        XCTAssertEqual(try text(scheduler, "tokenizer/vocab.txt"), "tokenizer of a")
+    }
+
     func testBadRecipesAndInputsAreRefusedBeforeWriting() throws {
         let a = try writeCheckpoint("a.safetensors", value: 1)
         let missing = try writeCheckpoint("missing.safetensors", value: 1, drop: names[2])
