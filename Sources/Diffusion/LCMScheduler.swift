@@ -23,11 +23,33 @@ func consistencyTimesteps(train: Int, originalSteps: Int, steps: Int, strength: 
     return numpyLinspace(0, Double(origin.count), steps, endpoint: false).map { origin[Int($0.rounded(.down))] }
 }
 
-public struct LCMSampler: Sampler {
-    let config: ResolvedSchedulerConfig
+/// The noise schedule and timestep grid that LCM and TCD share: alphabar per training timestep, the
+/// alphabar past the end (1 with set_alpha_to_one, else alphabar_0), and the grid's integer timesteps.
+struct ConsistencyGrid {
     let alphasCumprod: [Float]
     let finalAlphaCumprod: Float
-    let integerTimesteps: [Int]
+    let timesteps: [Int]
+
+    init(config: ResolvedSchedulerConfig, steps: Int, strength: Double) throws {
+        let schedule = NoiseSchedule(config)
+        alphasCumprod = schedule.alphasCumprod
+        finalAlphaCumprod = config.setAlphaToOne ? 1 : schedule.alphasCumprod[0]
+        timesteps = try consistencyTimesteps(train: config.numTrainTimesteps, originalSteps: config.originalInferenceSteps,
+                                             steps: steps, strength: strength)
+    }
+
+    /// alphabar of timestep t (the final alphabar for t < 0).
+    func alphaProd(_ t: Int) -> Float { t >= 0 ? alphasCumprod[t] : finalAlphaCumprod }
+
+    /// sqrt(abar) x + sqrt(1 - abar) noise at grid step `step` (clamped to the grid).
+    func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
+        addNoiseDDPM(original, noise: noise, alphaProd: alphasCumprod[timesteps[min(max(step, 0), timesteps.count - 1)]])
+    }
+}
+
+public struct LCMSampler: Sampler {
+    let config: ResolvedSchedulerConfig
+    let grid: ConsistencyGrid
     public let timesteps: [Float]
     public var sigmas: [Float] { [] }
     public var initNoiseSigma: Float { 1 }
@@ -37,19 +59,14 @@ public struct LCMSampler: Sampler {
 
     init(config: ResolvedSchedulerConfig, steps: Int, strength: Double = 1) throws {
         self.config = config
-        let schedule = NoiseSchedule(config)
-        alphasCumprod = schedule.alphasCumprod
-        finalAlphaCumprod = config.setAlphaToOne ? 1 : schedule.alphasCumprod[0]
-        integerTimesteps = try consistencyTimesteps(train: config.numTrainTimesteps,
-                                                    originalSteps: config.originalInferenceSteps, steps: steps,
-                                                    strength: strength)
-        timesteps = integerTimesteps.map { Float($0) }
+        grid = try ConsistencyGrid(config: config, steps: steps, strength: strength)
+        timesteps = grid.timesteps.map { Float($0) }
     }
 
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor { x }
 
     public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
-        addNoiseDDPM(original, noise: noise, alphaProd: alphasCumprod[integerTimesteps[min(max(step, 0), integerTimesteps.count - 1)]])
+        grid.addNoise(original, noise: noise, step: step)
     }
 
     /// Boundary-condition scalings (LCM paper eq. 9, from Consistency Models, Song et al. 2023, App. C):
@@ -70,10 +87,10 @@ public struct LCMSampler: Sampler {
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
         try checkSamplerStep(step, count: timesteps.count)
         try checkSamplerShapes(modelOutput, sample)
-        let t = integerTimesteps[step]
-        let prevT = step + 1 < integerTimesteps.count ? integerTimesteps[step + 1] : t
-        let alphaProd = alphasCumprod[t]
-        let alphaProdPrev = prevT >= 0 ? alphasCumprod[prevT] : finalAlphaCumprod
+        let t = grid.timesteps[step]
+        let prevT = step + 1 < grid.timesteps.count ? grid.timesteps[step + 1] : t
+        let alphaProd = grid.alphasCumprod[t]
+        let alphaProdPrev = grid.alphaProd(prevT)
         let (cSkip, cOut) = boundaryScalings(t)
 
         var (x0, _) = predictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample,

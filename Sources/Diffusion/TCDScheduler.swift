@@ -8,9 +8,7 @@ import Kernels
 
 public struct TCDSampler: Sampler {
     let config: ResolvedSchedulerConfig
-    let alphasCumprod: [Float]
-    let finalAlphaCumprod: Float
-    let integerTimesteps: [Int]
+    let grid: ConsistencyGrid
     /// gamma in [0, 1] (TCDScheduler.step's `eta`, default 0.3).
     public var gamma: Float
     public let timesteps: [Float]
@@ -26,19 +24,14 @@ public struct TCDSampler: Sampler {
         }
         self.config = config
         self.gamma = gamma
-        let schedule = NoiseSchedule(config)
-        alphasCumprod = schedule.alphasCumprod
-        finalAlphaCumprod = config.setAlphaToOne ? 1 : schedule.alphasCumprod[0]
-        integerTimesteps = try consistencyTimesteps(train: config.numTrainTimesteps,
-                                                    originalSteps: config.originalInferenceSteps, steps: steps,
-                                                    strength: strength)
-        timesteps = integerTimesteps.map { Float($0) }
+        grid = try ConsistencyGrid(config: config, steps: steps, strength: strength)
+        timesteps = grid.timesteps.map { Float($0) }
     }
 
     public func scaleModelInput(_ x: Tensor, step: Int) -> Tensor { x }
 
     public func addNoise(_ original: Tensor, noise: Tensor, step: Int) -> Tensor {
-        addNoiseDDPM(original, noise: noise, alphaProd: alphasCumprod[integerTimesteps[min(max(step, 0), integerTimesteps.count - 1)]])
+        grid.addNoise(original, noise: noise, step: step)
     }
 
     /// TCDScheduler.step:
@@ -49,13 +42,13 @@ public struct TCDSampler: Sampler {
     public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor, generator: inout TorchGenerator) throws -> Tensor {
         try checkSamplerStep(step, count: timesteps.count)
         try checkSamplerShapes(modelOutput, sample)
-        let t = integerTimesteps[step]
-        let prevT = step + 1 < integerTimesteps.count ? integerTimesteps[step + 1] : 0
+        let t = grid.timesteps[step]
+        let prevT = step + 1 < grid.timesteps.count ? grid.timesteps[step + 1] : 0
         // torch.floor((1 - eta) * prev_timestep): a float32 product.
         let s = Int((Float(1 - Double(gamma)) * Float(prevT)).rounded(.down))
-        let alphaProd = alphasCumprod[t]
-        let alphaProdPrev = prevT >= 0 ? alphasCumprod[prevT] : finalAlphaCumprod
-        let alphaProdS = alphasCumprod[s]
+        let alphaProd = grid.alphasCumprod[t]
+        let alphaProdPrev = grid.alphaProd(prevT)
+        let alphaProdS = grid.alphasCumprod[s]
 
         let (x0, epsilon) = predictOriginal(config.predictionType, modelOutput: modelOutput, sample: sample,
                                             alphaProd: alphaProd)
