@@ -54,6 +54,22 @@ struct NetworkBenchOptions: ParsableArguments {
         }
         if keepWinogradFilters { winogradKeepsFilters = true }
     }
+
+    /// Seconds of `body` over the timed runs, after the warm-up unless --no-warm-up: (best, median).
+    func time(_ body: () throws -> Void) rethrows -> (best: Double, median: Double) {
+        try timeRuns(repetitions, warmUp: !noWarmUp, body)
+    }
+
+    /// The result as one JSON line: the settings in effect, `extra`, the times, peak RSS and GFLOP/s.
+    func printResult(bench: String, folder: String, size: Int, gflop: Double, extra: [(String, Any)] = [],
+                     time t: (best: Double, median: Double)) {
+        var fields: [(String, Any)] = [("bench", bench), ("folder", folder), ("size", size), ("threads", kernelThreadCount),
+                                       ("winograd", conv2dWinograd.rawValue), ("keep_winograd_filters", winogradKeepsFilters)]
+        fields += extra
+        fields += [("seconds", t.best), ("median_seconds", t.median), ("peak_rss_mb", peakRSSMegabytes())]
+        if gflop > 0 { fields.append(("gflops", gflop / t.best)) }
+        printJSONLine(fields)
+    }
 }
 
 struct UNetBench: ParsableCommand {
@@ -88,14 +104,9 @@ struct UNetBench: ParsableCommand {
             text = benchTensor([1, p - 6 * d], seed: 3)
             ids = Tensor(shape: [1, 6], data: [Float(size), Float(size), 0, 0, Float(size), Float(size)])
         }
-        let t = try timeRuns(options.repetitions, warmUp: !options.noWarmUp) {
+        let t = try options.time {
             _ = try model(sample: sample, timestep: 500, encoderHiddenStates: context, addTextEmbeds: text, addTimeIds: ids)
         }
-        var fields: [(String, Any)] = [("bench", "unet"), ("folder", folder), ("size", size), ("threads", kernelThreadCount),
-                                       ("winograd", conv2dWinograd.rawValue), ("keep_winograd_filters", winogradKeepsFilters),
-                                       ("load_seconds", loadSeconds), ("seconds", t.best), ("median_seconds", t.median),
-                                       ("peak_rss_mb", peakRSSMegabytes())]
-        if gflop > 0 { fields.append(("gflops", gflop / t.best)) }
-        printJSONLine(fields)
+        options.printResult(bench: "unet", folder: folder, size: size, gflop: gflop, extra: [("load_seconds", loadSeconds)], time: t)
     }
 }

@@ -31,16 +31,11 @@ struct VAEBench: ParsableCommand {
         let t: (best: Double, median: Double)
         if tiny {
             let model = try AutoencoderTiny(folder: url)
-            t = try timeRuns(options.repetitions, warmUp: !options.noWarmUp) { _ = try model.decode(latents) }
+            t = try options.time { _ = try model.decode(latents) }
         } else {
             let model = try AutoencoderKL(folder: url)
-            t = try timeRuns(options.repetitions, warmUp: !options.noWarmUp) { _ = try model.decode(latents) }
+            t = try options.time { _ = try model.decode(latents) }
         }
-        var fields: [(String, Any)] = [("bench", tiny ? "taesd" : "vae"), ("folder", folder), ("size", size),
-                                       ("threads", kernelThreadCount),
-                                       ("winograd", conv2dWinograd.rawValue), ("keep_winograd_filters", winogradKeepsFilters), ("seconds", t.best), ("median_seconds", t.median),
-                                       ("peak_rss_mb", peakRSSMegabytes())]
-        if gflop > 0 { fields.append(("gflops", gflop / t.best)) }
-        printJSONLine(fields)
+        options.printResult(bench: tiny ? "taesd" : "vae", folder: folder, size: size, gflop: gflop, time: t)
     }
 }
