@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion"]),
         .testTarget(name: "MergingTests", dependencies: ["Merging"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
-        .testTarget(name: "EvolutionTests", dependencies: ["Evolution", "Merging", "Evaluation", "Diffusion", "Networks", "Kernels"]),
+        .testTarget(name: "EvolutionTests", dependencies: ["Evolution", "Merging", "Evaluation", "Diffusion", "Imaging", "Networks", "Kernels"]),
         .testTarget(name: "CLITests", dependencies: ["SafeTensors", "Imaging", "Evaluation", "Tokenization"]),
     ]
 )

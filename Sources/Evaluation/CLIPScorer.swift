@@ -46,6 +46,16 @@ public final class CLIPScorer {
         }
     }
 
+    /// For each alternative caption, the scorer's probability that it describes the image better than
+    /// `caption`: the two-way softmax of their scaled similarities,
+    /// sigmoid(logit_scale x (cos(image, alternative) - cos(image, caption))).
+    public func preferences(image: RGB8Image, caption: String, alternatives: [String]) throws -> [Double] {
+        guard !alternatives.isEmpty else { return [] }
+        let logits = model.logitsPerImage(imageEmbeddings: try imageEmbeddings([image]),
+                                          textEmbeddings: try textEmbeddings([caption] + alternatives)).scalars.map(Double.init)
+        return logits.dropFirst().map { 1 / (1 + Foundation.exp(logits[0] - $0)) }
+    }
+
     /// Probability of each label for the image, and the logits they come from.
     public func classify(_ image: RGB8Image, labels: [String], template: String = "{}") throws -> (probabilities: [Double], logits: [Double]) {
         let texts = labels.map { template.replacingOccurrences(of: "{}", with: $0) }

@@ -20,7 +20,8 @@
 //       steps: 4
 //       cfg: 1.0
 //       seeds_per_prompt: 1
-//       penalties: {steps: 0.0}
+//       penalties: {steps: 0.0, unprompted: 0.5}
+//       unprompted_labels: {sun: 太陽, moon: 月}   # tag -> the words the scorer reads for it
 
 import Foundation
 import Yams
@@ -36,12 +37,15 @@ public struct FitnessSpec: Codable, Equatable {
     public var height: Int?
     public var seedsPerPrompt: Int?
     public var maxPrompts: Int?
-    /// Subtracted from the mean score: name -> weight (e.g. `steps: 0.01` costs 0.01 per sampler step).
+    /// Subtracted from the mean score: name -> weight (e.g. `steps: 0.01` costs 0.01 per sampler step;
+    /// `unprompted: w` costs w x the scorer's mean belief that an element the prompt leaves out is drawn).
     public var penalties: [String: Double]?
+    /// The elements the `unprompted` penalty looks for: suite tag -> its name in the scorer's language.
+    public var unpromptedLabels: [String: String]?
 
     enum CodingKeys: String, CodingKey {
         case suite, split, scorer, sampler, steps, cfg, width, height, penalties
-        case seedsPerPrompt = "seeds_per_prompt", maxPrompts = "max_prompts"
+        case seedsPerPrompt = "seeds_per_prompt", maxPrompts = "max_prompts", unpromptedLabels = "unprompted_labels"
     }
 }
 

@@ -1,7 +1,7 @@
 // What an evolve run checks and resolves before any worker starts, so that bad input fails at once with
 // the recipe and the key named: the recipe is single-stage and merges at its initial values, every
 // input is a diffusers folder, the suite and its split hold prompts, the scorer folder exists, the
-// penalties are known. It also decides where the fixed parts of the candidates' pipeline come from.
+// penalties are known (the unprompted penalty with its labels). It also decides where the fixed parts of the candidates' pipeline come from.
 //
 // Only the UNet changes from candidate to candidate (merged in memory, Sakana's EvoSDXL-JP also merges
 // UNets only); the tokenizer, text encoder and scheduler come from one input (`components:
@@ -39,6 +39,10 @@ public struct EvolveSetup {
     public let unetConfigURL: URL
     /// Subtracted from the mean score per sampler step.
     public let stepPenalty: Double
+    /// Weight of the unprompted-element penalty (0: off).
+    public let unpromptedPenalty: Double
+    /// Suite tag -> the scorer-language name of the element, for the unprompted penalty.
+    public let unpromptedLabels: [String: String]
 
     public init(recipe: EvolveRecipe, folder explicitFolder: URL? = nil) throws {
         self.recipe = recipe
@@ -52,10 +56,18 @@ public struct EvolveSetup {
             throw fail("evolve works on single-stage recipes (no 'stages:'); evolve one stage and chain the result")
         }
         let fitness = recipe.spec.fitness
-        for name in (fitness.penalties ?? [:]).keys where name != "steps" {
-            throw fail("evolve.fitness.penalties: unknown penalty '\(name)' (known: steps)")
+        for name in (fitness.penalties ?? [:]).keys.sorted() where !["steps", "unprompted"].contains(name) {
+            throw fail("evolve.fitness.penalties: unknown penalty '\(name)' (known: steps, unprompted)")
         }
         stepPenalty = fitness.penalties?["steps"] ?? 0
+        unpromptedPenalty = fitness.penalties?["unprompted"] ?? 0
+        unpromptedLabels = fitness.unpromptedLabels ?? [:]
+        if unpromptedPenalty != 0 && unpromptedLabels.isEmpty {
+            throw fail("evolve.fitness.penalties.unprompted needs evolve.fitness.unprompted_labels (suite tag -> the element's name, e.g. {sun: 太陽})")
+        }
+        if let empty = unpromptedLabels.sorted(by: { $0.key < $1.key }).first(where: { $0.value.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            throw fail("evolve.fitness.unprompted_labels.\(empty.key): the label is empty")
+        }
         if let steps = fitness.steps, steps < 1 { throw fail("evolve.fitness.steps must be at least 1, got \(steps)") }
         if let n = fitness.seedsPerPrompt, n < 1 { throw fail("evolve.fitness.seeds_per_prompt must be at least 1, got \(n)") }
         if let n = fitness.maxPrompts, n < 1 { throw fail("evolve.fitness.max_prompts must be at least 1, got \(n)") }
@@ -134,9 +146,16 @@ public struct EvolveSetup {
         selectCases(suite, split: split, maxPrompts: nil, seedsPerPrompt: nil)
     }
 
-    /// Fitness = mean score - step penalty x steps.
-    public func fitness(meanScore: Double, steps: Int) -> Double {
-        meanScore - stepPenalty * Double(steps)
+    /// Fitness = mean score - step penalty x steps - unprompted penalty x mean unprompted belief.
+    public func fitness(meanScore: Double, steps: Int, meanUnprompted: Double = 0) -> Double {
+        meanScore - stepPenalty * Double(steps) - unpromptedPenalty * meanUnprompted
+    }
+
+    /// The captions the unprompted penalty weighs against a prompt: the prompt with each labelled
+    /// element it does not ask for ("夜の五重塔、太陽"), in tag order.
+    public func unpromptedCaptions(_ prompt: PromptSuite.Prompt) -> [String] {
+        let asked = Set(prompt.tags)
+        return unpromptedLabels.keys.sorted().filter { !asked.contains($0) }.map { "\(prompt.ja)、\(unpromptedLabels[$0]!)" }
     }
 }
 

@@ -3,11 +3,15 @@
 // dtype, so the candidate is exactly the model `evomerge merge` would write), put it into the pipeline
 // loaded once per worker, generate the suite's cases at the fitness settings and CLIPScore them through
 // Evaluation's `scoreCases` (the same path as `evomerge eval`); fitness = mean over prompts and seeds,
-// less the step penalty.
+// less the penalties. The unprompted penalty asks the same scorer, for every image and every labelled
+// element its prompt leaves out, how much better the prompt with that element added describes the
+// image (`CLIPScorer.preferences`): CLIPScore alone barely notices a sun nobody asked for, while
+// prompts in the demo world (and users) mean such an element to be absent.
 
 import Diffusion
 import Evaluation
 import Foundation
+import Imaging
 import Kernels
 import Merging
 import Networks
@@ -71,7 +75,19 @@ public final class MergeFitness {
         for s in scored { scores["\(s.promptId)/\(s.seed)"] = s.score }
         let mean = scored.map(\.score).reduce(0, +) / Double(max(scored.count, 1))
         let steps = setup.settings.resolved(for: model).steps ?? 0
-        return (setup.fitness(meanScore: mean, steps: steps), scores)
+        var unprompted = 0.0
+        if setup.unpromptedPenalty != 0 {
+            for (s, c) in zip(scored, cases) { unprompted += try unpromptedBelief(s.image, prompt: c.prompt) }
+            unprompted /= Double(max(scored.count, 1))
+        }
+        return (setup.fitness(meanScore: mean, steps: steps, meanUnprompted: unprompted), scores)
+    }
+
+    /// The scorer's mean belief, over the labelled elements the prompt leaves out, that the image shows
+    /// the element (0 when the prompt names every labelled element).
+    public func unpromptedBelief(_ image: RGB8Image, prompt: PromptSuite.Prompt) throws -> Double {
+        let beliefs = try scorer.preferences(image: image, caption: prompt.ja, alternatives: setup.unpromptedCaptions(prompt))
+        return beliefs.isEmpty ? 0 : beliefs.reduce(0, +) / Double(beliefs.count)
     }
 
     /// Evaluates one candidate (what a worker does per request).

@@ -4,6 +4,7 @@
 import Diffusion
 import Evaluation
 import Foundation
+import Imaging
 import Merging
 import XCTest
 
@@ -19,9 +20,9 @@ final class MergeFitnessTests: XCTestCase {
         try Data("""
             seeds: [3, 4]
             prompts:
-              - {id: fuji, ja: 青空の富士、写真風, split: search}
-              - {id: pagoda, ja: 夜の五重塔と月、浮世絵風, split: search}
-              - {id: judge, ja: 夕焼けの江ノ島, split: held-out}
+              - {id: fuji, ja: 青空の富士、写真風, tags: [fuji, day, photo], split: search}
+              - {id: pagoda, ja: 夜の五重塔と月、浮世絵風, tags: [pagoda, night, ukiyoe, moon], split: search}
+              - {id: judge, ja: 夕焼けの江ノ島, tags: [enoshima, sunset], split: held-out}
             """.utf8).write(to: folder.appendingPathComponent("suite.yaml"))
     }
 
@@ -91,7 +92,9 @@ final class MergeFitnessTests: XCTestCase {
             }
         }
         XCTAssertTrue(message("split: nope").hasSuffix("evolve.fitness.split: unknown split 'nope' (search or held-out)"))
-        XCTAssertTrue(message("penalties: {size: 1}").hasSuffix("evolve.fitness.penalties: unknown penalty 'size' (known: steps)"))
+        XCTAssertTrue(message("penalties: {size: 1}").hasSuffix("evolve.fitness.penalties: unknown penalty 'size' (known: steps, unprompted)"))
+        XCTAssertTrue(message("penalties: {unprompted: 1}").hasSuffix("evolve.fitness.penalties.unprompted needs evolve.fitness.unprompted_labels (suite tag -> the element's name, e.g. {sun: 太陽})"))
+        XCTAssertTrue(message("penalties: {unprompted: 1}, unprompted_labels: {sun: ' '}").hasSuffix("evolve.fitness.unprompted_labels.sun: the label is empty"))
         XCTAssertTrue(message("seeds_per_prompt: 0").hasSuffix("evolve.fitness.seeds_per_prompt must be at least 1, got 0"))
     }
 
@@ -123,6 +126,34 @@ final class MergeFitnessTests: XCTestCase {
         // A different candidate gives a different model.
         let other = try fitness.evaluate(CandidateRequest(generation: 1, candidate: 3, parameters: ["parameters.weight.ukiyoe": 0.0]))
         XCTAssertNotEqual(other.scores, first.scores)
+    }
+
+    func testUnpromptedPenaltyIsTheScorersBeliefInElementsThePromptLeavesOut() throws {
+        // A label may name a tag that no prompt asks for (the suite never asks for the sun): always unprompted.
+        let labels = "unprompted_labels: {moon: 月, fuji: 富士山, sun: 太陽}"
+        let setup = try EvolveSetup(recipe: try recipe(fitness: "sampler: lcm, steps: 2, seeds_per_prompt: 1, penalties: {unprompted: 0.5}, \(labels)"))
+        XCTAssertEqual(setup.unpromptedCaptions(setup.cases[0].prompt), ["青空の富士、写真風、月", "青空の富士、写真風、太陽"])
+        XCTAssertEqual(setup.unpromptedCaptions(setup.cases[1].prompt), ["夜の五重塔と月、浮世絵風、富士山", "夜の五重塔と月、浮世絵風、太陽"])
+        let fitness = try MergeFitness(setup: setup)
+        var images: [RGB8Image] = []
+        let (value, scores) = try fitness.score(try fitness.candidateModel(["parameters.weight.ukiyoe": 0.3])) { images.append($0.image) }
+        XCTAssertEqual(images.count, 2)
+
+        // The same belief through zero-shot classification between the prompt and each longer caption
+        // (to 1e-6: the captions are embedded in batches of another size, so Float sums round differently).
+        var beliefs: [Double] = []
+        for (image, c) in zip(images, setup.cases) {
+            let each = try setup.unpromptedCaptions(c.prompt).map { try fitness.scorer.classify(image, labels: [c.prompt.ja, $0]).probabilities[1] }
+            beliefs.append(each.reduce(0, +) / Double(each.count))
+            XCTAssertEqual(try fitness.unpromptedBelief(image, prompt: c.prompt), beliefs.last!, accuracy: 1e-6)
+        }
+        let meanScore = scores.values.reduce(0, +) / 2
+        XCTAssertEqual(value, meanScore - 0.5 * (beliefs[0] + beliefs[1]) / 2, accuracy: 1e-6)
+        XCTAssertTrue(beliefs.allSatisfy { $0 > 0 && $0 < 1 })
+
+        // The penalty's weight scales it; without the penalty the fitness is the mean score.
+        let plain = try MergeFitness(setup: try EvolveSetup(recipe: try recipe(fitness: "sampler: lcm, steps: 2, seeds_per_prompt: 1, \(labels)")))
+        XCTAssertEqual(try plain.score(try plain.candidateModel(["parameters.weight.ukiyoe": 0.3])).fitness, meanScore, accuracy: 1e-12)
     }
 
     func testBestRecipeIsAPlainRecipeWithAbsolutePaths() throws {
