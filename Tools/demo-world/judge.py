@@ -2,9 +2,11 @@
 classifier: for every image in RUN_DIR/results.sqlite, the share of checks it passes (each prompted tag
 present: element, time of day, style; each unprompted major element absent), then per model the mean with
 a 95% interval, and the paired difference against --against (default: evolved) over the same prompt and
-seed, mean +- 1.96 sd / sqrt(n). CLIPScores stored in the run are paired the same way.
+seed, mean +- 1.96 sd / sqrt(n). CLIPScores stored in the run are paired the same way. The classifier is
+work/full/classifier.pt when a training run left one there, else the shipped
+Models/demo-judge/attribute-classifier.safetensors.
 
-  .venv/bin/python Tools/demo-world/judge.py runs/demo-full            # work dir: work/full
+  .venv/bin/python Tools/demo-world/judge.py runs/demo-full
   .venv/bin/python Tools/demo-world/judge.py runs/demo-full --json
 """
 

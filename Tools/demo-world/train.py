@@ -266,10 +266,27 @@ def classifier_accuracy(net, X, Y):
             "mean": round(float((el * NE + tm + st) / (NE + 2)), 4)}
 
 
+# The attribute classifier as shipped (float32, so that judge.py reads images exactly as the training run's
+# classifier does): judge.py works on a fresh clone without the classifier stage's quarter hour.
+SHIPPED_CLASSIFIER = ROOT / "Models" / "demo-judge" / "attribute-classifier.safetensors"
+
+
 def load_classifier():
     net = AttrNet().to(DEV)
-    net.load_state_dict(torch.load(wdir("classifier.pt"), map_location=DEV))
+    if wdir("classifier.pt").exists():
+        net.load_state_dict(torch.load(wdir("classifier.pt"), map_location=DEV))
+    else:
+        from safetensors.torch import load_file
+        net.load_state_dict(load_file(str(SHIPPED_CLASSIFIER), device=str(DEV)))
     return net
+
+
+def export_classifier():
+    from safetensors.torch import save_file
+    SHIPPED_CLASSIFIER.parent.mkdir(parents=True, exist_ok=True)
+    sd = torch.load(wdir("classifier.pt"), map_location="cpu")
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(SHIPPED_CLASSIFIER),
+              metadata={"format": "pt", "classes": ",".join(world.ATTRIBUTES)})
 
 
 # ------------------------------------------------------------------ VAE
@@ -628,17 +645,25 @@ def stage_scorer():
     bs = 64
     for step in range(steps):
         idx = np.random.choice(len(X), bs, replace=False)
-        ids, mask = encode([random.choice(meta["captions"][i]) for i in idx])
+        captions = [with_element(meta["scenes"][i], random.choice(meta["captions"][i])) for i in idx]
+        ids, mask = encode(captions)
         px = clip_pixels(X[idx])
         if random.random() < 0.5:
             px = px.flip(3)
-        out = model(input_ids=ids, attention_mask=mask, pixel_values=px)
-        lab = torch.arange(bs, device=DEV)
+        # Hard negatives: each image's caption with a major element added that the scene lacks ("..., 太陽"
+        # without a sun). Without them a batch rarely holds two scenes that differ by one small element, and
+        # the scorer learns to ignore the sun: the unprompted penalty of evolve asks exactly that question.
+        neg_ids, neg_mask = encode([hard_negative(meta["scenes"][i], cap) for i, cap in zip(idx, captions)])
+        ie = F.normalize(clip_features(model.get_image_features(pixel_values=px)), dim=-1)
+        te = F.normalize(clip_features(model.get_text_features(input_ids=torch.cat([ids, neg_ids]),
+                                                               attention_mask=torch.cat([mask, neg_mask]))), dim=-1)
+        logits = model.logit_scale.exp() * ie @ te.T                      # [bs, 2 bs]
         # scenes with identical captions are not negatives of each other: soft targets over equal eval captions
         ec = [meta["eval_captions"][i] for i in idx]
         same = torch.tensor([[a == b for b in ec] for a in ec], dtype=torch.float32, device=DEV)
         tgt = same / same.sum(1, keepdim=True)
-        loss = (F.cross_entropy(out.logits_per_image, tgt) + F.cross_entropy(out.logits_per_text, tgt)) / 2
+        loss = (F.cross_entropy(logits, torch.cat([tgt, torch.zeros_like(tgt)], 1))
+                + F.cross_entropy(logits[:, :bs].T, tgt)) / 2
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -654,6 +679,54 @@ def stage_scorer():
     CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}, image_mean=CLIP_MEAN,
                        image_std=CLIP_STD, do_convert_rgb=True).save_pretrained(d)
     return {"steps": steps, **scorer_metrics(model)}
+
+
+def clip_features(out):
+    """Projected embeddings from CLIPModel.get_*_features (a tensor in transformers 4, the pooler_output
+    of a model output in 5)."""
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+def append_element(caption, e, rng=random):
+    """The caption with the element's name added at its end (English captions get the English name)."""
+    if caption.isascii():
+        return caption + ", " + world.EN[e]
+    return caption + rng.choice(["、", "と"]) + rng.choice(world.JA[e])
+
+
+def hard_negative(sc, caption, rng=random):
+    """The caption with one major element added that the scene does not show."""
+    return append_element(caption, rng.choice([e for e in world.MAJOR if not sc[e]]), rng)
+
+
+def with_element(sc, caption, rng=random):
+    """Half the time, the caption with a major element added that the scene does show (other than its
+    subjects), so that an added element is no cue by itself and only its presence in the image decides."""
+    shown = [e for e in world.MAJOR if sc[e] and e not in sc["subjects"]]
+    return append_element(caption, rng.choice(shown), rng) if shown and rng.random() < 0.5 else caption
+
+
+@torch.no_grad()
+def element_preferences(model, n=300):
+    """For test scenes and each major element that is not a subject: the scorer's preference for the
+    prompt (time, subjects, style) with the element added over the prompt alone, the two-way softmax that
+    evolve's unprompted penalty uses; mean over scenes that show the element and over those that do not."""
+    Xt, _, mt = load("test")
+    n = min(n, len(Xt))
+    ie = F.normalize(clip_features(model.get_image_features(pixel_values=clip_pixels(Xt[:n]))), dim=-1)
+    scale = model.logit_scale.exp()
+    pref = {e: ([], []) for e in world.MAJOR}
+    for i in range(n):
+        sc = mt["scenes"][i]
+        base = (world.JA_TIME[sc["time"]][0] + "の" + "と".join(world.JA[s][0] for s in sc["subjects"]) + "、"
+                + world.JA_STYLE[sc["style"]][0])
+        others = [e for e in world.MAJOR if e not in sc["subjects"]]
+        te = F.normalize(clip_features(model.get_text_features(*encode([base] + [base + "、" + world.JA[e][0] for e in others]))), dim=-1)
+        cos = te @ ie[i]
+        for e, c in zip(others, cos[1:]):
+            pref[e][int(bool(sc[e]))].append(float(torch.sigmoid(scale * (c - cos[0]))))
+    mean = lambda v: round(float(np.mean(v)), 3) if v else None
+    return {e: {"absent": mean(a), "present": mean(p)} for e, (a, p) in pref.items()}
 
 
 @torch.no_grad()
@@ -672,7 +745,8 @@ def scorer_metrics(model, n=100):
     top1 = np.mean([caps[rank[i, 0]] == caps[i] for i in range(n)])
     top5 = np.mean([caps[i] in [caps[j] for j in rank[i, :5]] for i in range(n)])
     # free-text captions (the training phrasing, held-out images) against their own eval captions
-    return {"retrieval_top1": round(float(top1), 3), "retrieval_top5": round(float(top5), 3), "retrieval_pool": n}
+    return {"retrieval_top1": round(float(top1), 3), "retrieval_top5": round(float(top5), 3), "retrieval_pool": n,
+            "element_preference": element_preferences(model)}
 
 
 # ------------------------------------------------------------------ sampling
@@ -789,6 +863,7 @@ def stage_export():
     if d.exists():
         shutil.rmtree(d)
     _f16_copy(wdir("scorer"), d)
+    export_classifier()
     total = sum(f.stat().st_size for f in models.rglob("*") if f.is_file())
     log("Models/ total", total / 1e6, "MB")
     return {"models_bytes": total}
@@ -898,7 +973,7 @@ def main():
     ap.add_argument("--lcm-steps", type=int, default=800)
     ap.add_argument("--lcm-guidance", type=float, default=4.0)
     ap.add_argument("--style-steps", type=int, default=300)
-    ap.add_argument("--scorer-steps", type=int, default=1500)
+    ap.add_argument("--scorer-steps", type=int, default=3000)
     ap.add_argument("--eval-n", type=int, default=96)
     P = ap.parse_args()
     P.work = P.work or str(HERE / "work" / ("fast" if P.fast else "full"))
