@@ -16,7 +16,9 @@
 // V and M buffers small. Blocks run on worker threads (each one transform, sgemms, output transform,
 // single-threaded sgemm; blocks claimed one at a time so a descheduled worker does not hold up the
 // others), or, with fewer blocks than threads, one after another with the channels and positions
-// split over threads.
+// split over threads. A per-call filter whose tiles all fit one block (low resolution, many
+// channels) is never made whole: workers transform, pack and multiply it a chunk of output channels
+// at a time (`conv2dWinogradByOutputChunks`).
 
 import CKernels
 import Foundation
@@ -63,37 +65,55 @@ public func winogradFilter(_ weight: Tensor, tile: Int) -> WinogradFilter {
 /// Writes U [alpha^2, O, C] of a [O, C, 3, 3] weight at `src` into `dst`.
 private func winogradTransformFilter(_ src: UnsafePointer<Float>, o: Int, c: Int, tile: Int,
                                      into dst: UnsafeMutablePointer<Float>) {
-    let alpha = tile + 2, a2 = alpha * alpha, lanes = winogradLanes, plane = o * c
     parallelFor(o) { oc in
-        // vec[0..<9]: the kernel of 16 input channels; vec[9..<9 + 3 alpha]: G g; then U.
-        let count = 9 + 3 * alpha + a2
-        let vec = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<WinogradVector>.stride, alignment: 64)
+        let vec = WinogradFilterScratch(tile: tile)
+        defer { vec.release() }
+        winogradTransformFilterRow(src, oc: oc, c: c, tile: tile, scratch: vec, into: dst + oc * c, plane: o * c)
+    }
+}
+
+/// Per-thread vectors of one filter transform: the kernel of 16 input channels, G g, then U.
+private struct WinogradFilterScratch {
+    let vec: UnsafeMutablePointer<WinogradVector>
+
+    init(tile: Int) {
+        let alpha = tile + 2, count = 9 + 3 * alpha + alpha * alpha
+        vec = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<WinogradVector>.stride, alignment: 64)
             .bindMemory(to: WinogradVector.self, capacity: count)
-        defer { vec.deallocate() }
-        let lane = UnsafeMutableRawPointer(vec).assumingMemoryBound(to: Float.self)
-        let gg = vec + 9, uu = gg + 3 * alpha
-        for c0 in stride(from: 0, to: c, by: lanes) {
-            let live = Swift.min(lanes, c - c0)
-            let k = src + (oc * c + c0) * 9
-            for e in 0..<9 {
-                for l in 0..<live { lane[e * lanes + l] = k[l * 9 + e] }
-                for l in live..<lanes { lane[e * lanes + l] = 0 }
-            }
-            // gg[i, b] = sum_a G[i, a] g[a, b]; uu[i, j] = sum_b gg[i, b] G[j, b]
-            for b in 0..<3 {
-                if tile == 4 { winogradFilter4(vec + b, 3, gg + b, 3) } else { winogradFilter2(vec + b, 3, gg + b, 3) }
-            }
-            for i in 0..<alpha {
-                if tile == 4 { winogradFilter4(gg + 3 * i, 1, uu + alpha * i, 1) } else { winogradFilter2(gg + 3 * i, 1, uu + alpha * i, 1) }
-            }
-            let d = dst + oc * c + c0
-            for q in 0..<a2 {
-                if live == lanes {
-                    UnsafeMutableRawPointer(d + q * plane).storeBytes(of: uu[q], as: WinogradVector.self)
-                } else {
-                    let from = UnsafeMutableRawPointer(uu + q).assumingMemoryBound(to: Float.self)
-                    (d + q * plane).update(from: from, count: live)
-                }
+    }
+
+    func release() { UnsafeMutableRawPointer(vec).deallocate() }
+}
+
+/// U of output channel `oc` for every input channel: dst[q * plane + c] = (G g[oc, c] G^T)[q].
+private func winogradTransformFilterRow(_ src: UnsafePointer<Float>, oc: Int, c: Int, tile: Int,
+                                        scratch: WinogradFilterScratch, into dst: UnsafeMutablePointer<Float>,
+                                        plane: Int) {
+    let alpha = tile + 2, a2 = alpha * alpha, lanes = winogradLanes
+    let vec = scratch.vec
+    let lane = UnsafeMutableRawPointer(vec).assumingMemoryBound(to: Float.self)
+    let gg = vec + 9, uu = gg + 3 * alpha
+    for c0 in stride(from: 0, to: c, by: lanes) {
+        let live = Swift.min(lanes, c - c0)
+        let k = src + (oc * c + c0) * 9
+        for e in 0..<9 {
+            for l in 0..<live { lane[e * lanes + l] = k[l * 9 + e] }
+            for l in live..<lanes { lane[e * lanes + l] = 0 }
+        }
+        // gg[i, b] = sum_a G[i, a] g[a, b]; uu[i, j] = sum_b gg[i, b] G[j, b]
+        for b in 0..<3 {
+            if tile == 4 { winogradFilter4(vec + b, 3, gg + b, 3) } else { winogradFilter2(vec + b, 3, gg + b, 3) }
+        }
+        for i in 0..<alpha {
+            if tile == 4 { winogradFilter4(gg + 3 * i, 1, uu + alpha * i, 1) } else { winogradFilter2(gg + 3 * i, 1, uu + alpha * i, 1) }
+        }
+        let d = dst + c0
+        for q in 0..<a2 {
+            if live == lanes {
+                UnsafeMutableRawPointer(d + q * plane).storeBytes(of: uu[q], as: WinogradVector.self)
+            } else {
+                let from = UnsafeMutableRawPointer(uu + q).assumingMemoryBound(to: Float.self)
+                (d + q * plane).update(from: from, count: live)
             }
         }
     }
@@ -406,10 +426,81 @@ public func conv2dWinograd(_ x: Tensor, weight: Tensor, tile: Int, bias: Tensor?
                  "conv2dWinograd: x \(x.shape) and weight \(weight.shape) (needs [O, C, 3, 3])")
     precondition(tile == 2 || tile == 4, "conv2dWinograd: tile \(tile) is not 2 or 4")
     let o = weight.shape[0], c = weight.shape[1]
+    if let out = conv2dWinogradByOutputChunks(x, weight: weight, tile: tile, bias: bias) { return out }
     let u = Workspace(count: (tile + 2) * (tile + 2) * o * c)
     defer { u.release() }
     winogradTransformFilter(weight.base, o: o, c: c, tile: tile, into: u.pointer)
     return conv2dWinograd(x, u: u.pointer, o: o, tile: tile, bias: bias)
+}
+
+/// Output channels per chunk of `conv2dWinogradByOutputChunks`: a multiple of the AVX-512
+/// micro-kernel's 12 rows, with the U chunk [alpha^2, rows, C] at most 16 MiB where 12 rows allow,
+/// and the chunks a multiple of the thread count so that the workers finish together.
+func winogradChunkRows(alpha2: Int, c: Int, o: Int, threads: Int) -> Int {
+    let most = Swift.max(12, (4 << 20) / Swift.max(1, alpha2 * c) / 12 * 12)
+    let t = Swift.max(1, threads)
+    let chunks = ((Swift.max(t, (o + most - 1) / most) + t - 1) / t) * t
+    return Swift.min(most, Swift.max(12, ((o + chunks - 1) / chunks + 11) / 12 * 12))
+}
+
+/// The per-call path for layers whose tiles all fit one block (low resolutions, many channels:
+/// SD1.5's 32x32 and 16x16 layers), where the filter, not the tiles, is the large operand: a full
+/// U [alpha^2, O, C] and its packed copy would be 60-240 MB of fresh pages per call (their page
+/// clearing took a sixth of an SD1.5 UNet step). Here V is transformed once, then each worker takes
+/// chunks of output channels: transforms and packs that chunk's filter into a small buffer of its
+/// own, multiplies it at every position, and writes the chunk's output tiles. nil when the tiles
+/// need more than one block (the block path, whose filter is small next to its tiles).
+/// x: [N, C, H, W], weight: [O, C, 3, 3], bias: [O] or nil -> [N, O, H, W].
+func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: Tensor?) -> Tensor? {
+    let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], o = weight.shape[0]
+    guard n * c * h * w > 0 && o > 0 else { return nil }
+    let p = WinogradPlan(n: n, c: c, h: h, w: w, o: o, m: tile)
+    let target = Swift.max(1, winogradBlockTiles ?? winogradDefaultBlockTiles(c: c, o: o))
+    guard p.tileCount <= target else { return nil }
+    if let bias { precondition(bias.count == o, "conv2dWinograd bias \(bias.shape) for \(o) output channels") }
+    let a2 = p.alpha * p.alpha, tiles = p.tileCount, threads = kernelThreadCount
+    let out = Tensor(uninitializedShape: [n, o, h, w])
+    let dst = out.fresh, b = bias?.base, src = x.base, weights = weight.base
+    // v: [C, alpha^2, tiles], mm: [O, alpha^2, tiles]
+    let workspace = Workspace(count: a2 * (c + o) * tiles + winogradLanes)
+    defer { workspace.release() }
+    let v = workspace.pointer, mm = v + a2 * c * tiles
+    parallelRanges(c, grain: 1) { r in
+        winogradInputBlock(p, x: src, channels: r, t0: 0, t1: tiles, v: v, ldv: tiles)
+    }
+    let rows = winogradChunkRows(alpha2: a2, c: c, o: o, threads: threads)
+    let chunks = (o + rows - 1) / rows
+    let next = WinogradBlockCounter()
+    parallelWorkersWithSerialBLAS(Swift.min(threads, chunks)) { _ in
+        let filter = WinogradFilterScratch(tile: tile)
+        let u = Workspace(count: a2 * rows * c)
+        let packedFloats = useAVX512GEMM ? jpgen_sgemm_packed_a_floats(rows, c) : 0
+        let packed = Workspace(count: a2 * packedFloats)
+        let scratch = Workspace(count: useAVX512GEMM ? jpgen_sgemm_workspace_floats(rows, tiles, c) : 1)
+        defer { filter.release(); u.release(); packed.release(); scratch.release() }
+        while let chunk = next.claim(below: chunks) {
+            let o0 = chunk * rows, live = Swift.min(rows, o - o0)
+            for oc in o0..<(o0 + live) {
+                winogradTransformFilterRow(weights, oc: oc, c: c, tile: tile, scratch: filter,
+                                           into: u.pointer + (oc - o0) * c, plane: live * c)
+            }
+            for q in 0..<a2 {
+                // M[o0 ..< o0 + live, q, :] = U[q] [live, C] x V[:, q, :] [C, tiles]
+                let a = u.pointer + q * live * c, out = mm + o0 * a2 * tiles + q * tiles
+                if useAVX512GEMM {
+                    let pa = packed.pointer + q * packedFloats
+                    jpgen_sgemm_pack_a(0, live, c, a, c, pa)
+                    jpgen_sgemm_avx512_packed_a(live, 0, live, tiles, c, 1, pa, 0, v + q * tiles, a2 * tiles,
+                                                0, out, a2 * tiles, scratch.pointer)
+                } else {
+                    sgemm(transA: false, transB: false, m: live, n: tiles, k: c, a: a, lda: c,
+                          b: v + q * tiles, ldb: a2 * tiles, beta: 0, c: out, ldc: a2 * tiles)
+                }
+            }
+            winogradOutputBlock(p, mm: mm, ldm: tiles, channels: o0..<(o0 + live), t0: 0, t1: tiles, bias: b, out: dst)
+        }
+    }
+    return out
 }
 
 /// x: [N, C, H, W], u: U [alpha^2, O, C], bias: [O] or nil -> [N, O, H, W].

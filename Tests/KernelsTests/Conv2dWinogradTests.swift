@@ -56,6 +56,48 @@ final class Conv2dWinogradTests: XCTestCase {
         }
     }
 
+    /// The per-call path by output-channel chunks (layers whose tiles fit one block): against the
+    /// naive convolution and against the block path with a whole transformed filter, with several
+    /// chunks and a short last one, F(2x2) and F(4x4), batch 1 and 2, on one thread and all.
+    func testOutputChunkPath() {
+        XCTAssertEqual(winogradChunkRows(alpha2: 36, c: 1200, o: 200, threads: 2), 60)   // 60, 60, 60, 20
+        XCTAssertEqual(winogradChunkRows(alpha2: 16, c: 1280, o: 1280, threads: 2), 168)  // 8 chunks
+        XCTAssertEqual(winogradChunkRows(alpha2: 36, c: 8, o: 5, threads: 2), 12)
+        XCTAssertEqual(winogradChunkRows(alpha2: 36, c: 8, o: 40, threads: 1), 48)
+        let savedThreads = kernelThreadCount
+        defer { setThreadCount(savedThreads) }
+        let cases = [Case(n: 1, c: 1200, h: 6, w: 7, o: 200, bias: true),
+                     Case(n: 2, c: 96, h: 5, w: 9, o: 37, bias: false),
+                     Case(n: 1, c: 8, h: 3, w: 3, o: 5, bias: true)]
+        for threads in Set([1, max(2, savedThreads)]) {
+            setThreadCount(threads)
+            for tile in [2, 4] {
+                for (i, cs) in cases.enumerated() {
+                    var rng = SeededGenerator(seed: 300 + UInt64(i))
+                    let bound = 1 / Float(9 * cs.c).squareRoot()
+                    let x = randomTensor([cs.n, cs.c, cs.h, cs.w], &rng)
+                    let w = randomTensor([cs.o, cs.c, 3, 3], &rng, lo: -bound, hi: bound)
+                    let b = cs.bias ? randomTensor([cs.o], &rng) : nil
+                    guard let got = conv2dWinogradByOutputChunks(x, weight: w, tile: tile, bias: b) else {
+                        return XCTFail("F(\(tile)) \(cs): the chunk path refused tiles that fit one block")
+                    }
+                    XCTAssertEqual(got.shape, [cs.n, cs.o, cs.h, cs.w])
+                    let want = naiveConv2d(x, w, b, stride: 1, padding: 1)
+                    let peak = want.scalars.reduce(Float(0)) { max($0, abs($1)) }
+                    XCTAssertLessThan(maxAbsDifference(got, want) / peak, tile == 2 ? 2e-6 : 3e-5, "F(\(tile)) \(cs) vs naive")
+                    let block = conv2dWinograd(x, filter: winogradFilter(w, tile: tile), bias: b)
+                    XCTAssertLessThan(maxAbsDifference(got, block) / peak, 1e-6, "F(\(tile)) \(cs) vs block path")
+                    XCTAssertEqual(conv2dWinograd(x, weight: w, tile: tile, bias: b).scalars, got.scalars)
+                }
+            }
+        }
+        // Tiles beyond one block take the block path.
+        let saved = winogradBlockTiles
+        defer { winogradBlockTiles = saved }
+        winogradBlockTiles = 3
+        XCTAssertNil(conv2dWinogradByOutputChunks(Tensor(shape: [1, 4, 8, 8]), weight: Tensor(shape: [4, 4, 3, 3]), tile: 2, bias: nil))
+    }
+
     /// An SD-like layer (256 -> 64 channels at 24x20, weights at PyTorch's default init scale):
     /// the error of each tile size next to that of the GEMM path, relative to the output's peak.
     func testSDLikeLayerError() {
