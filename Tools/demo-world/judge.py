@@ -2,7 +2,8 @@
 classifier: for every image in RUN_DIR/results.sqlite, the share of checks it passes (each prompted tag
 present: element, time of day, style; each unprompted major element absent), then per model the mean with
 a 95% interval, and the paired difference against --against (default: evolved) over the same prompt and
-seed, mean +- 1.96 sd / sqrt(n). CLIPScores stored in the run are paired the same way. The classifier is
+seed, mean +- 1.96 sd / sqrt(n), and the same over prompts (each prompt's mean difference over its seeds, the
+interval for a claim about prompts). CLIPScores stored in the run are paired the same way. The classifier is
 work/full/classifier.pt when a training run left one there, else the shipped
 Models/demo-judge/attribute-classifier.safetensors.
 
@@ -87,18 +88,28 @@ def main():
         clip = interval([items[k][1] for k in keys])
         d_agree = interval([ref[k][0] - items[k][0] for k in keys]) if model != a.against else (0.0, 0.0)
         d_clip = interval([ref[k][1] - items[k][1] for k in keys]) if model != a.against else (0.0, 0.0)
-        out[model] = {"images": len(keys), "agreement": agree, "clipscore": clip,
-                      f"{a.against}_minus_model_agreement": d_agree, f"{a.against}_minus_model_clipscore": d_clip}
+        # The same differences averaged per prompt first: an interval over prompts, the stricter one for a
+        # claim about prompts (images of one prompt are not independent draws).
+        by_prompt = lambda j: interval([np.mean([ref[k][j] - items[k][j] for k in keys if k[0] == pid])  # noqa: E731
+                                        for pid in sorted({k[0] for k in keys})])
+        p_agree, p_clip = (by_prompt(0), by_prompt(1)) if model != a.against else ((0.0, 0.0), (0.0, 0.0))
+        out[model] = {"images": len(keys), "prompts": len({k[0] for k in keys}), "agreement": agree, "clipscore": clip,
+                      f"{a.against}_minus_model_agreement": d_agree, f"{a.against}_minus_model_clipscore": d_clip,
+                      f"{a.against}_minus_model_agreement_by_prompt": p_agree,
+                      f"{a.against}_minus_model_clipscore_by_prompt": p_clip}
     if a.json:
         print(json.dumps(out, ensure_ascii=False))
         return
-    print(f"| model | images | attribute agreement | CLIPScore | {a.against} - model (agreement) | {a.against} - model (CLIPScore) |")
-    print("|---|---|---|---|---|---|")
+    r = a.against
+    print(f"| model | images | prompts | attribute agreement | CLIPScore | {r} - model (agreement) | by prompt "
+          f"| {r} - model (CLIPScore) | by prompt |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, v in out.items():
         f = lambda m: f"{m[0]:+.3f} ± {m[1]:.3f}"  # noqa: E731
-        print(f"| {model} | {v['images']} | {v['agreement'][0]:.3f} ± {v['agreement'][1]:.3f} | "
-              f"{v['clipscore'][0]:.3f} ± {v['clipscore'][1]:.3f} | {f(v[f'{a.against}_minus_model_agreement'])} | "
-              f"{f(v[f'{a.against}_minus_model_clipscore'])} |")
+        print(f"| {model} | {v['images']} | {v['prompts']} | {v['agreement'][0]:.3f} ± {v['agreement'][1]:.3f} | "
+              f"{v['clipscore'][0]:.3f} ± {v['clipscore'][1]:.3f} | {f(v[f'{r}_minus_model_agreement'])} | "
+              f"{f(v[f'{r}_minus_model_agreement_by_prompt'])} | {f(v[f'{r}_minus_model_clipscore'])} | "
+              f"{f(v[f'{r}_minus_model_clipscore_by_prompt'])} |")
 
 
 if __name__ == "__main__":
