@@ -20,6 +20,7 @@
 //       steps: 4
 //       cfg: 1.0
 //       seeds_per_prompt: 1
+//       seeds: [1, 2, 3, 4]        # optional: replaces the suite's seeds of every prompt
 //       penalties: {steps: 0.0, unprompted: 0.5}
 //       unprompted_labels: {sun: 太陽, moon: 月}   # tag -> the words the scorer reads for it
 
@@ -36,6 +37,9 @@ public struct FitnessSpec: Codable, Equatable {
     public var width: Int?
     public var height: Int?
     public var seedsPerPrompt: Int?
+    /// Replaces every prompt's seeds (as `evomerge eval --seeds`; the held-out report's too, unless
+    /// `--report-seeds`), e.g. to score more seeds than the suite lists.
+    public var seeds: [UInt64]?
     public var maxPrompts: Int?
     /// Subtracted from the mean score: name -> weight (e.g. `steps: 0.01` costs 0.01 per sampler step;
     /// `unprompted: w` costs w x the scorer's mean belief that an element the prompt leaves out is drawn).
@@ -44,7 +48,7 @@ public struct FitnessSpec: Codable, Equatable {
     public var unpromptedLabels: [String: String]?
 
     enum CodingKeys: String, CodingKey {
-        case suite, split, scorer, sampler, steps, cfg, width, height, penalties
+        case suite, split, scorer, sampler, steps, cfg, width, height, penalties, seeds
         case seedsPerPrompt = "seeds_per_prompt", maxPrompts = "max_prompts", unpromptedLabels = "unprompted_labels"
     }
 }

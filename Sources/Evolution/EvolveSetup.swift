@@ -71,11 +71,21 @@ public struct EvolveSetup {
         if let steps = fitness.steps, steps < 1 { throw fail("evolve.fitness.steps must be at least 1, got \(steps)") }
         if let n = fitness.seedsPerPrompt, n < 1 { throw fail("evolve.fitness.seeds_per_prompt must be at least 1, got \(n)") }
         if let n = fitness.maxPrompts, n < 1 { throw fail("evolve.fitness.max_prompts must be at least 1, got \(n)") }
+        if let seeds = fitness.seeds {
+            if seeds.isEmpty { throw fail("evolve.fitness.seeds is empty (leave it out to use the suite's seeds)") }
+            if let twice = seeds.first(where: { s in seeds.filter { $0 == s }.count > 1 }) {
+                throw fail("evolve.fitness.seeds: seed \(twice) is listed twice")
+            }
+        }
 
         // The suite and its split.
         suitePath = resolveRecipePath(fitness.suite, folder: folder)
         do {
-            suite = try PromptSuite(contentsOf: URL(fileURLWithPath: suitePath))
+            var loaded = try PromptSuite(contentsOf: URL(fileURLWithPath: suitePath))
+            if let seeds = fitness.seeds {
+                for i in loaded.prompts.indices { loaded.prompts[i].seeds = seeds }
+            }
+            suite = loaded
         } catch {
             throw fail("evolve.fitness.suite: \(error.localizedDescription)")
         }
@@ -84,6 +94,10 @@ public struct EvolveSetup {
             throw fail("evolve.fitness.split: unknown split '\(splitName)' (search or held-out)")
         }
         self.split = split
+        if let n = fitness.seedsPerPrompt, let short = suite.prompts(in: split).first(where: { $0.seeds.count < n }) {
+            throw fail("evolve.fitness.seeds_per_prompt is \(n), but prompt '\(short.id)' of \(suitePath) has \(short.seeds.count) seed(s) "
+                       + "(list more in evolve.fitness.seeds, e.g. seeds: [\((1...n).map(String.init).joined(separator: ", "))])")
+        }
         cases = selectCases(suite, split: split, maxPrompts: fitness.maxPrompts, seedsPerPrompt: fitness.seedsPerPrompt)
         guard !cases.isEmpty else { throw fail("evolve.fitness: the suite \(suitePath) has no prompts in the '\(splitName)' split") }
 

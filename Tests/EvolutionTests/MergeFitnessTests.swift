@@ -96,6 +96,17 @@ final class MergeFitnessTests: XCTestCase {
         XCTAssertTrue(message("penalties: {unprompted: 1}").hasSuffix("evolve.fitness.penalties.unprompted needs evolve.fitness.unprompted_labels (suite tag -> the element's name, e.g. {sun: 太陽})"))
         XCTAssertTrue(message("penalties: {unprompted: 1}, unprompted_labels: {sun: ' '}").hasSuffix("evolve.fitness.unprompted_labels.sun: the label is empty"))
         XCTAssertTrue(message("seeds_per_prompt: 0").hasSuffix("evolve.fitness.seeds_per_prompt must be at least 1, got 0"))
+        XCTAssertTrue(message("seeds_per_prompt: 3").hasSuffix(
+            "evolve.fitness.seeds_per_prompt is 3, but prompt 'fuji' of \(folder.appendingPathComponent("suite.yaml").standardizedFileURL.path) "
+            + "has 2 seed(s) (list more in evolve.fitness.seeds, e.g. seeds: [1, 2, 3])"), message("seeds_per_prompt: 3"))
+        XCTAssertTrue(message("seeds: []").hasSuffix("evolve.fitness.seeds is empty (leave it out to use the suite's seeds)"))
+        XCTAssertTrue(message("seeds: [5, 6, 5]").hasSuffix("evolve.fitness.seeds: seed 5 is listed twice"))
+    }
+
+    func testFitnessSeedsReplaceTheSuitesSeeds() throws {
+        let setup = try EvolveSetup(recipe: try recipe(fitness: "sampler: lcm, steps: 2, seeds: [7, 8, 9], seeds_per_prompt: 3"))
+        XCTAssertEqual(setup.cases.map { "\($0.prompt.id)/\($0.seed)" }, ["fuji/7", "fuji/8", "fuji/9", "pagoda/7", "pagoda/8", "pagoda/9"])
+        XCTAssertEqual(setup.allCases(in: .heldOut).map { "\($0.prompt.id)/\($0.seed)" }, ["judge/7", "judge/8", "judge/9"])
     }
 
     func testCandidateIsTheModelThatMergeWritesAndFitnessIsDeterministic() throws {
