@@ -475,7 +475,7 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
         let filter = WinogradFilterScratch(tile: tile)
         let u = Workspace(count: a2 * rows * c)
         let packedFloats = useAVX512GEMM ? jpgen_sgemm_packed_a_floats(rows, c) : 0
-        let packed = Workspace(count: a2 * packedFloats)
+        let packed = Workspace(count: packedFloats)      // one position at a time, packed then multiplied
         let scratch = Workspace(count: useAVX512GEMM ? jpgen_sgemm_workspace_floats(rows, tiles, c) : 1)
         defer { filter.release(); u.release(); packed.release(); scratch.release() }
         while let chunk = next.claim(below: chunks) {
@@ -488,7 +488,7 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
                 // M[o0 ..< o0 + live, q, :] = U[q] [live, C] x V[:, q, :] [C, tiles]
                 let a = u.pointer + q * live * c, out = mm + o0 * a2 * tiles + q * tiles
                 if useAVX512GEMM {
-                    let pa = packed.pointer + q * packedFloats
+                    let pa = packed.pointer
                     jpgen_sgemm_pack_a(0, live, c, a, c, pa)
                     jpgen_sgemm_avx512_packed_a(live, 0, live, tiles, c, 1, pa, 0, v + q * tiles, a2 * tiles,
                                                 0, out, a2 * tiles, scratch.pointer)
