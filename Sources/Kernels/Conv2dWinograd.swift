@@ -387,6 +387,18 @@ private struct WinogradPackedFilter {
         parallelFor(positions) { q in jpgen_sgemm_pack_a(0, o, c, u + q * o * c, c, dst + q * each) }
     }
 
+    /// The packed filter of a [O, C, 3, 3] weight, transformed straight into the packed form (no U
+    /// in between), 12 output channels at a time over the threads.
+    init?(weight: UnsafePointer<Float>, tile: Int, o: Int, c: Int) {
+        guard useAVX512GEMM else { return nil }
+        perPosition = jpgen_sgemm_packed_a_floats(o, c)
+        storage = Workspace(count: (tile + 2) * (tile + 2) * perPosition)
+        let dst = storage.pointer, each = perPosition
+        parallelFor((o + 11) / 12) { panel in
+            jpgen_winograd_filter_pack(weight, c, Int32(tile), 0, o, panel, panel + 1, dst, each)
+        }
+    }
+
     func position(_ q: Int) -> UnsafePointer<Float> { UnsafePointer(storage.pointer + q * perPosition) }
 }
 
@@ -394,7 +406,7 @@ private struct WinogradPackedFilter {
 /// sgemm (or the packed filter and `scratch`, jpgen_sgemm_workspace_floats(O, tiles, C) floats).
 /// u: [alpha^2, O, C], v: [C, alpha^2, ldv], mm: [O, alpha^2, ldm].
 @inline(__always)
-private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>, packed: WinogradPackedFilter?,
+private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>?, packed: WinogradPackedFilter?,
                               scratch: UnsafeMutablePointer<Float>?, v: UnsafePointer<Float>, ldv: Int,
                               mm: UnsafeMutablePointer<Float>, ldm: Int, tiles: Int, positions: StrideTo<Int>) {
     let a2 = p.alpha * p.alpha
@@ -404,7 +416,7 @@ private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>, packed
                                         0, mm + q * ldm, a2 * ldm, scratch)
         } else {
             sgemm(transA: false, transB: false, m: p.o, n: tiles, k: p.c,
-                  a: u + q * p.o * p.c, lda: p.c, b: v + q * ldv, ldb: a2 * ldv,
+                  a: u! + q * p.o * p.c, lda: p.c, b: v + q * ldv, ldb: a2 * ldv,
                   beta: 0, c: mm + q * ldm, ldc: a2 * ldm)
         }
     }
@@ -415,7 +427,11 @@ private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>, packed
 public func conv2dWinograd(_ x: Tensor, filter: WinogradFilter, bias: Tensor?) -> Tensor {
     precondition(x.rank == 4 && x.shape[1] == filter.inChannels,
                  "conv2dWinograd: x \(x.shape) for a filter with \(filter.inChannels) input channels")
-    return conv2dWinograd(x, u: filter.transformed.base, o: filter.outChannels, tile: filter.tile, bias: bias)
+    let u = filter.transformed.base
+    let packed = WinogradPackedFilter(u: u, positions: filter.transformed.shape[0], o: filter.outChannels,
+                                      c: filter.inChannels)
+    defer { packed?.storage.release() }
+    return conv2dWinograd(x, u: u, packed: packed, o: filter.outChannels, tile: filter.tile, bias: bias)
 }
 
 /// The same with the filter transformed for this call only, into a scratch buffer that is
@@ -427,10 +443,14 @@ public func conv2dWinograd(_ x: Tensor, weight: Tensor, tile: Int, bias: Tensor?
     precondition(tile == 2 || tile == 4, "conv2dWinograd: tile \(tile) is not 2 or 4")
     let o = weight.shape[0], c = weight.shape[1]
     if let out = conv2dWinogradByOutputChunks(x, weight: weight, tile: tile, bias: bias) { return out }
+    if let packed = WinogradPackedFilter(weight: weight.base, tile: tile, o: o, c: c) {
+        defer { packed.storage.release() }
+        return conv2dWinograd(x, u: nil, packed: packed, o: o, tile: tile, bias: bias)
+    }
     let u = Workspace(count: (tile + 2) * (tile + 2) * o * c)
     defer { u.release() }
     winogradTransformFilter(weight.base, o: o, c: c, tile: tile, into: u.pointer)
-    return conv2dWinograd(x, u: u.pointer, o: o, tile: tile, bias: bias)
+    return conv2dWinograd(x, u: u.pointer, packed: nil, o: o, tile: tile, bias: bias)
 }
 
 /// Output channels per chunk of `conv2dWinogradByOutputChunks`: a multiple of the AVX-512
@@ -472,27 +492,31 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
     let chunks = (o + rows - 1) / rows
     let next = WinogradBlockCounter()
     parallelWorkersWithSerialBLAS(Swift.min(threads, chunks)) { _ in
+        // With AVX-512 the chunk's filter is transformed straight into the micro-kernel's packed form
+        // (jpgen_winograd_filter_pack), one packed [rows, C] matrix per position; else U [alpha^2, rows, C].
+        let perPosition = useAVX512GEMM ? jpgen_sgemm_packed_a_floats(rows, c) : rows * c
         let filter = WinogradFilterScratch(tile: tile)
-        let u = Workspace(count: a2 * rows * c)
-        let packedFloats = useAVX512GEMM ? jpgen_sgemm_packed_a_floats(rows, c) : 0
-        let packed = Workspace(count: packedFloats)      // one position at a time, packed then multiplied
+        let u = Workspace(count: a2 * perPosition)
         let scratch = Workspace(count: useAVX512GEMM ? jpgen_sgemm_workspace_floats(rows, tiles, c) : 1)
-        defer { filter.release(); u.release(); packed.release(); scratch.release() }
+        defer { filter.release(); u.release(); scratch.release() }
         while let chunk = next.claim(below: chunks) {
             let o0 = chunk * rows, live = Swift.min(rows, o - o0)
-            for oc in o0..<(o0 + live) {
-                winogradTransformFilterRow(weights, oc: oc, c: c, tile: tile, scratch: filter,
-                                           into: u.pointer + (oc - o0) * c, plane: live * c)
+            if useAVX512GEMM {
+                jpgen_winograd_filter_pack(weights, c, Int32(tile), o0, live, 0, (live + 11) / 12, u.pointer, perPosition)
+            } else {
+                for oc in o0..<(o0 + live) {
+                    winogradTransformFilterRow(weights, oc: oc, c: c, tile: tile, scratch: filter,
+                                               into: u.pointer + (oc - o0) * c, plane: live * c)
+                }
             }
             for q in 0..<a2 {
                 // M[o0 ..< o0 + live, q, :] = U[q] [live, C] x V[:, q, :] [C, tiles]
-                let a = u.pointer + q * live * c, out = mm + o0 * a2 * tiles + q * tiles
+                let out = mm + o0 * a2 * tiles + q * tiles
                 if useAVX512GEMM {
-                    let pa = packed.pointer
-                    jpgen_sgemm_pack_a(0, live, c, a, c, pa)
-                    jpgen_sgemm_avx512_packed_a(live, 0, live, tiles, c, 1, pa, 0, v + q * tiles, a2 * tiles,
-                                                0, out, a2 * tiles, scratch.pointer)
+                    jpgen_sgemm_avx512_packed_a(live, 0, live, tiles, c, 1, u.pointer + q * perPosition, 0,
+                                                v + q * tiles, a2 * tiles, 0, out, a2 * tiles, scratch.pointer)
                 } else {
+                    let a = u.pointer + q * live * c
                     sgemm(transA: false, transB: false, m: live, n: tiles, k: c, a: a, lda: c,
                           b: v + q * tiles, ldb: a2 * tiles, beta: 0, c: out, ldc: a2 * tiles)
                 }
@@ -503,8 +527,11 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
     return out
 }
 
-/// x: [N, C, H, W], u: U [alpha^2, O, C], bias: [O] or nil -> [N, O, H, W].
-private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: Int, bias: Tensor?) -> Tensor {
+/// x: [N, C, H, W], the filter as U [alpha^2, O, C] or packed (at least one of them), bias: [O] or
+/// nil -> [N, O, H, W].
+private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: WinogradPackedFilter?, o: Int, tile: Int,
+                            bias: Tensor?) -> Tensor {
+    precondition(u != nil || packed != nil, "conv2dWinograd: no filter")
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     if let bias { precondition(bias.count == o, "conv2dWinograd bias \(bias.shape) for \(o) output channels") }
     let out = Tensor(uninitializedShape: [n, o, h, w])
@@ -519,8 +546,6 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>, o: Int, tile: 
     let src = x.base
     let target = Swift.max(1, winogradBlockTiles ?? winogradDefaultBlockTiles(c: c, o: o))
     var blocks = (p.tileCount + target - 1) / target
-    let packed = WinogradPackedFilter(u: u, positions: a2, o: o, c: c)
-    defer { packed?.storage.release() }
     if threads > 1 && blocks >= threads {
         // Worker blocks: as many as threads at least, a multiple of threads when that costs little.
         blocks = ((blocks + threads - 1) / threads) * threads

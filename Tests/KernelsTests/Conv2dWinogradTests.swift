@@ -36,6 +36,12 @@ final class Conv2dWinogradTests: XCTestCase {
             let tol: Float = (tile == 2 ? 2e-6 : 1e-5) * Float(9 * cs.c)
             assertClose(got, want, tol: tol, "F(\(tile)) \(cs)")
             worst = max(worst, maxAbsDifference(got, want))
+            // The per-call path: with AVX-512 the filter goes straight into the packed form (the block
+            // path) or by output-channel chunks (tiles within one block), else through U.
+            let perCall = conv2dWinograd(x, weight: w, tile: tile, bias: b)
+            assertClose(perCall, want, tol: tol, "F(\(tile)) \(cs), filter transformed per call")
+            assertClose(perCall, got, tol: 1e-6 * Float(9 * cs.c), "F(\(tile)) \(cs), per call vs kept filter")
+            worst = max(worst, maxAbsDifference(perCall, want))
         }
         return worst
     }

@@ -37,6 +37,13 @@ long jpgen_sgemm_workspace_floats(long m, long n, long k);
 /// packed A of all packed_rows rows; c points at row row0. Same workspace as jpgen_sgemm_avx512.
 long jpgen_sgemm_packed_a_floats(long m, long k);
 void jpgen_sgemm_pack_a(int trans_a, long m, long k, const float *a, long lda, float *packed);
+/// The Winograd filter U = G g G^T (tile 2 or 4: alpha^2 = 16 or 36 positions) of output channels
+/// o0 ..< o0 + rows of a [O, C, 3, 3] weight, straight into the packed form of jpgen_sgemm_pack_a:
+/// position q's [rows, C] matrix at packed + q * stride (stride >= jpgen_sgemm_packed_a_floats(rows,
+/// C)). Writes the 12-row panels panel0 ..< panel1 only (all: 0 ..< ceil(rows / 12)), so that threads
+/// can share one filter. AVX-512 only (jpgen_sgemm_avx512_available).
+void jpgen_winograd_filter_pack(const float *weight, long c, int tile, long o0, long rows, long panel0,
+                                long panel1, float *packed, long stride);
 void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, long k, float alpha,
                                  const float *packed_a, int trans_b, const float *b, long ldb,
                                  float beta, float *c, long ldc, float *workspace);
