@@ -279,7 +279,8 @@ int jpgen_sgemm_avx512_available(void) { return 0; }
 // packed_rows rows, of which this call computes rows row0 .. row0 + m).
 static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a,
                          long lda, const float *packed, long packed_rows, long row0, const float *b,
-                         long ldb, float beta, float *c, long ldc, float *workspace) {
+                         long ldb, const float *packed_b, long packed_cols, long col0, float beta, float *c,
+                         long ldc, float *workspace) {
 #if defined(__x86_64__)
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -290,14 +291,19 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
     float *ws = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
     long kc_max = min_l(k, KC), mc_max = round_up(min_l(m, MC), MR);
     float *pa = ws;                                    // [mc_max / MR][kc][MR]
-    float *pb = ws + round_up(mc_max * kc_max, 16);    // [nc / NR][kc][NR]
-    long padded_rows = round_up(packed_rows, MR);
+    float *pb;                                         // [nc / NR][kc][NR], here or packed beforehand
+    long padded_rows = round_up(packed_rows, MR), padded_cols = round_up(packed_cols, NR);
     for (long jc = 0; jc < n; jc += NC) {
         long nc = min_l(NC, n - jc);
         for (long pc = 0; pc < k; pc += KC) {
             long kc = min_l(KC, k - pc);
-            for (long jr = 0; jr < nc; jr += NR)
-                pack_b_panel(trans_b, b, ldb, jc + jr, min_l(NR, nc - jr), pc, kc, pb + (jr / NR) * kc * NR);
+            if (packed_b) {
+                pb = (float *)packed_b + pc * padded_cols + ((col0 + jc) / NR) * kc * NR;
+            } else {
+                pb = ws + round_up(mc_max * kc_max, 16);
+                for (long jr = 0; jr < nc; jr += NR)
+                    pack_b_panel(trans_b, b, ldb, jc + jr, min_l(NR, nc - jr), pc, kc, pb + (jr / NR) * kc * NR);
+            }
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = min_l(MC, m - ic);
                 const float *ablock;
@@ -320,14 +326,15 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
     }
 #else
     (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)packed;
-    (void)packed_rows; (void)row0; (void)b; (void)ldb; (void)beta; (void)c; (void)ldc; (void)workspace;
+    (void)packed_rows; (void)row0; (void)b; (void)ldb; (void)packed_b; (void)packed_cols; (void)col0; (void)beta;
+    (void)c; (void)ldc; (void)workspace;
 #endif
 }
 
 void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha,
                         const float *a, long lda, const float *b, long ldb, float beta,
                         float *c, long ldc, float *workspace) {
-    gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, NULL, 0, 0, b, ldb, beta, c, ldc, workspace);
+    gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, NULL, 0, 0, b, ldb, NULL, 0, 0, beta, c, ldc, workspace);
 }
 
 // ------------------------------------------------------------------- Winograd filter, packed
@@ -431,6 +438,33 @@ void jpgen_sgemm_pack_a(int trans_a, long m, long k, const float *a, long lda, f
 void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, long k, float alpha,
                                  const float *packed_a, int trans_b, const float *b, long ldb,
                                  float beta, float *c, long ldc, float *workspace) {
-    gemm_blocked(0, trans_b, m, n, k, alpha, NULL, 0, packed_a, packed_rows, row0, b, ldb, beta, c, ldc,
+    gemm_blocked(0, trans_b, m, n, k, alpha, NULL, 0, packed_a, packed_rows, row0, b, ldb, NULL, 0, 0, beta, c, ldc,
+                 workspace);
+}
+
+long jpgen_sgemm_k_block(void) {
+    return KC;
+}
+
+long jpgen_sgemm_packed_b_floats(long n, long k) {
+    return round_up(n, NR) * k;
+}
+
+// Packed B: for each k block of KC (pc), the 32-column panels of all columns, each [kc][32]; block pc
+// starts at pc * round_up(n, 32). Panels panel0 ..< panel1 only.
+void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, long panel0, long panel1,
+                        float *packed) {
+    long padded = round_up(n, NR);
+    for (long pc = 0; pc < k; pc += KC) {
+        long kc = min_l(KC, k - pc);
+        for (long j = panel0 * NR; j < panel1 * NR && j < n; j += NR)
+            pack_b_panel(trans_b, b, ldb, j, min_l(NR, n - j), pc, kc, packed + pc * padded + (j / NR) * kc * NR);
+    }
+}
+
+void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, long k, float alpha,
+                                 const float *a, long lda, const float *packed_b, float beta, float *c,
+                                 long ldc, float *workspace) {
+    gemm_blocked(0, 0, m, n, k, alpha, a, lda, NULL, 0, 0, NULL, 0, packed_b, packed_cols, col0, beta, c, ldc,
                  workspace);
 }

@@ -59,9 +59,12 @@ let gemmWorkPerThread = 1 << 21
 /// CKernels' AVX-512 product, split over up to `kernelThreadCount` threads (one thread inside
 /// `parallelWorkersWithSerialBLAS`): C is cut along its longer side, into blocks of whole
 /// micro-tiles (12 rows or 32 columns), and each thread packs only its part of the larger operand.
+/// With `packedB` (from jpgen_sgemm_pack_b, all n columns; transA false), B is read from there and
+/// `b` is not used.
 func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>?, ldb: Int,
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, packedB: UnsafePointer<Float>? = nil) {
+    precondition(packedB == nil || !transA, "sgemmAVX512: a packed B needs A untransposed")
     let threads = serialBLASDepth > 0 ? 1 : max(1, min(kernelThreadCount, m * n * max(k, 1) / gemmWorkPerThread))
     let splitRows = m >= n
     let unit = splitRows ? 12 : 32
@@ -75,10 +78,15 @@ func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
         defer { workspace.release() }
         // Row block lo..<hi of op(A) and C, or column block of op(B) and C.
         let ap = splitRows ? (transA ? a + lo : a + lo * lda) : a
-        let bp = splitRows ? b : (transB ? b + lo * ldb : b + lo)
         let cp = splitRows ? c + lo * ldc : c + lo
-        jpgen_sgemm_avx512(transA ? 1 : 0, transB ? 1 : 0, pm, pn, k, alpha, ap, lda, bp, ldb, beta,
-                           cp, ldc, workspace.pointer)
+        if let packedB {
+            jpgen_sgemm_avx512_packed_b(n, splitRows ? 0 : lo, pm, pn, k, alpha, ap, lda, packedB, beta, cp, ldc,
+                                        workspace.pointer)
+        } else {
+            let bp = splitRows ? b! : (transB ? b! + lo * ldb : b! + lo)
+            jpgen_sgemm_avx512(transA ? 1 : 0, transB ? 1 : 0, pm, pn, k, alpha, ap, lda, bp, ldb, beta,
+                               cp, ldc, workspace.pointer)
+        }
     }
     if parts == 1 {
         run(0)

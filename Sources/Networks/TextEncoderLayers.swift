@@ -9,17 +9,28 @@ import Kernels
 
 /// A `torch.nn.Linear`: weight [out, in] (PyTorch layout), optional bias [out]. Layers that run on
 /// few rows (text encoders, the CLIP vision tower) keep the weight packed for the small-batch
-/// kernel (Kernels/PackedLinear.swift); the others keep it as loaded and go through sgemm.
+/// kernel (Kernels/PackedLinear.swift); the others, with the AVX-512 sgemm, keep it in that
+/// product's own B panels (packed once at load, not on every call), else as loaded for sgemm.
 public struct LinearWeights {
     enum Storage {
         case plain(Tensor)
         case packed(PackedLinearWeight)
+        case gemmPacked(GemmPackedWeight)
     }
     let storage: Storage
     public var bias: Tensor?
 
+    /// `packed`: for few rows (text encoders), the small-product kernel's layout. Otherwise, with the
+    /// AVX-512 sgemm and a weight of 4096 elements or more, its own B panels (`GemmPackedWeight`: no
+    /// packing per call), else the weight as it is.
     public init(weight: Tensor, bias: Tensor?, packed: Bool = false) {
-        storage = packed ? .packed(PackedLinearWeight(weight)) : .plain(weight)
+        if packed {
+            storage = .packed(PackedLinearWeight(weight))
+        } else if weight.count >= 4096, let gemm = GemmPackedWeight(weight) {
+            storage = .gemmPacked(gemm)
+        } else {
+            storage = .plain(weight)
+        }
         self.bias = bias
     }
 
@@ -35,6 +46,7 @@ public struct LinearWeights {
         switch storage {
         case .plain(let w): return w
         case .packed(let p): return p.unpacked()
+        case .gemmPacked(let p): return p.unpacked()
         }
     }
 
@@ -42,6 +54,7 @@ public struct LinearWeights {
         switch storage {
         case .plain(let w): return w.shape[0]
         case .packed(let p): return p.outFeatures
+        case .gemmPacked(let p): return p.outFeatures
         }
     }
 
@@ -49,6 +62,7 @@ public struct LinearWeights {
         switch storage {
         case .plain(let w): return w.shape[1]
         case .packed(let p): return p.inFeatures
+        case .gemmPacked(let p): return p.inFeatures
         }
     }
 
@@ -57,6 +71,7 @@ public struct LinearWeights {
         switch storage {
         case .plain(let w): return linear(x, weight: w, bias: bias)
         case .packed(let p): return linear(x, packed: p, bias: bias)
+        case .gemmPacked(let p): return linear(x, gemmPacked: p, bias: bias)
         }
     }
 }

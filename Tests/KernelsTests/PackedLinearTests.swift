@@ -40,4 +40,31 @@ final class PackedLinearTests: XCTestCase {
         assertClose(y, linear(x, weight: w, bias: b), tol: 1e-5, "packed vs sgemm")
         XCTAssertEqual(linear(Tensor(shape: [0, 20]), packed: packed, bias: b).shape, [0, 17])
     }
+
+    /// The AVX-512 sgemm with the weight in its own B panels: the same arithmetic as `linear` through
+    /// sgemm (bit for bit), against the naive loop too; columns not a multiple of 32, K over several
+    /// 256 blocks, more rows than columns (split by rows) and fewer (split by columns), one row,
+    /// leading dimensions kept; the panels unpack to the weight.
+    func testGemmPackedLinearMatchesSgemm() throws {
+        var rng = SeededGenerator(seed: 13)
+        let probe = randomTensor([64, 64], &rng)
+        guard GemmPackedWeight(probe) != nil else {
+            throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
+        }
+        for (m, k, n) in [(1, 320, 1280), (77, 300, 70), (300, 517, 33), (40, 640, 2600), (1024, 1280, 96)] {
+            let x = randomTensor([m, k], &rng), w = randomTensor([n, k], &rng), b = randomTensor([n], &rng)
+            let packed = try XCTUnwrap(GemmPackedWeight(w))
+            XCTAssertEqual(packed.unpacked().scalars, w.scalars, "unpacked m \(m) k \(k) n \(n)")
+            let what = "m \(m) k \(k) n \(n)"
+            XCTAssertEqual(linear(x, gemmPacked: packed, bias: b).scalars, linear(x, weight: w, bias: b).scalars, what)
+            let expected = naiveMatmul2D(x.scalars, naiveTranspose2D(w.scalars, rows: n, cols: k), m: m, k: k, n: n)
+            assertClose(linear(x, gemmPacked: packed, bias: nil), Tensor(shape: [m, n], data: expected),
+                        tol: 2e-6 * Float(k), what + " vs naive")
+        }
+        let w = randomTensor([70, 64], &rng), x = randomTensor([2, 3, 64], &rng)
+        let y = linear(x, gemmPacked: try XCTUnwrap(GemmPackedWeight(w)), bias: nil)
+        XCTAssertEqual(y.shape, [2, 3, 70])
+        // (a product this small goes to OpenBLAS through sgemm: equal within rounding only)
+        assertClose(y, linear(x, weight: w, bias: nil), tol: 2e-6 * 64, "leading dimensions")
+    }
 }
