@@ -141,17 +141,21 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
     precondition(x.rank >= 1 && x.shape[x.rank - 1] == inFeatures,
                  "linear input \(x.shape) does not end in \(inFeatures) (weight \(weight.shape))")
-    let rows = x.count / max(inFeatures, 1)
-    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
-    var beta: Float = 0
-    if let bias {
-        precondition(bias.count == outFeatures, "linear bias has shape \(bias.shape), expected [\(outFeatures)]")
-        let dst = out.fresh, src = bias.base
-        for r in 0..<rows { (dst + r * outFeatures).update(from: src, count: outFeatures) }
-        beta = 1
-    }
+    let (out, rows, beta) = linearOutput(x, outFeatures: outFeatures, bias: bias)
     sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
           a: x.base, lda: inFeatures, b: weight.base, ldb: inFeatures,
           beta: beta, c: out.fresh, ldc: outFeatures)
     return out
+}
+
+/// The output [..., out] of a linear layer over x [..., in] (its rows), holding the bias in every row,
+/// for a product that then adds with `beta` 1 (else uninitialized, beta 0).
+func linearOutput(_ x: Tensor, outFeatures: Int, bias: Tensor?) -> (out: Tensor, rows: Int, beta: Float) {
+    let rows = x.count / max(x.shape[x.rank - 1], 1)
+    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
+    guard let bias else { return (out, rows, 0) }
+    precondition(bias.count == outFeatures, "linear bias has shape \(bias.shape), expected [\(outFeatures)]")
+    let dst = out.fresh, src = bias.base
+    for r in 0..<rows { (dst + r * outFeatures).update(from: src, count: outFeatures) }
+    return (out, rows, 1)
 }

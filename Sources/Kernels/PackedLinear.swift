@@ -110,16 +110,8 @@ public func linear(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tenso
     let n = weight.outFeatures, k = weight.inFeatures
     precondition(x.rank >= 1 && x.shape[x.rank - 1] == k,
                  "linear input \(x.shape) does not end in \(k) (weight [\(n), \(k)])")
-    let rows = x.count / Swift.max(k, 1)
-    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [n])
+    let (out, rows, beta) = linearOutput(x, outFeatures: n, bias: bias)
     if rows == 0 || n == 0 { return out }
-    var beta: Float = 0
-    if let bias {
-        precondition(bias.count == n, "linear bias has shape \(bias.shape), expected [\(n)]")
-        let dst = out.fresh, src = bias.base
-        for r in 0..<rows { (dst + r * n).update(from: src, count: n) }
-        beta = 1
-    }
     sgemmAVX512(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: x.base, lda: k, b: nil, ldb: k,
                 beta: beta, c: out.fresh, ldc: n, packedB: weight.panels.base)
     return out
