@@ -495,19 +495,19 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
         // With AVX-512 the chunk's filter is transformed straight into the micro-kernel's packed form
         // (jpgen_winograd_filter_pack), one packed [rows, C] matrix per position; else U [alpha^2, rows, C].
         let perPosition = useAVX512GEMM ? jpgen_sgemm_packed_a_floats(rows, c) : rows * c
-        let filter = WinogradFilterScratch(tile: tile)
+        let filter = useAVX512GEMM ? nil : WinogradFilterScratch(tile: tile)
         let u = Workspace(count: a2 * perPosition)
         let scratch = Workspace(count: useAVX512GEMM ? jpgen_sgemm_workspace_floats(rows, tiles, c) : 1)
-        defer { filter.release(); u.release(); scratch.release() }
+        defer { filter?.release(); u.release(); scratch.release() }
         while let chunk = next.claim(below: chunks) {
             let o0 = chunk * rows, live = Swift.min(rows, o - o0)
-            if useAVX512GEMM {
-                jpgen_winograd_filter_pack(weights, c, Int32(tile), o0, live, 0, (live + 11) / 12, u.pointer, perPosition)
-            } else {
+            if let filter {
                 for oc in o0..<(o0 + live) {
                     winogradTransformFilterRow(weights, oc: oc, c: c, tile: tile, scratch: filter,
                                                into: u.pointer + (oc - o0) * c, plane: live * c)
                 }
+            } else {
+                jpgen_winograd_filter_pack(weights, c, Int32(tile), o0, live, 0, (live + 11) / 12, u.pointer, perPosition)
             }
             for q in 0..<a2 {
                 // M[o0 ..< o0 + live, q, :] = U[q] [live, C] x V[:, q, :] [C, tiles]

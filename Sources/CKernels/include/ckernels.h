@@ -37,6 +37,9 @@ long jpgen_sgemm_workspace_floats(long m, long n, long k);
 /// packed A of all packed_rows rows; c points at row row0. Same workspace as jpgen_sgemm_avx512.
 long jpgen_sgemm_packed_a_floats(long m, long k);
 void jpgen_sgemm_pack_a(int trans_a, long m, long k, const float *a, long lda, float *packed);
+void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, long k, float alpha,
+                                 const float *packed_a, int trans_b, const float *b, long ldb,
+                                 float beta, float *c, long ldc, float *workspace);
 /// B packed once for many products (e.g. a linear layer's weight): jpgen_sgemm_packed_b_floats(n, k)
 /// floats hold op(B) [k, n] in the micro-kernel's 32-column panels (jpgen_sgemm_pack_b writes panels
 /// panel0 ..< panel1, so threads can share the work). jpgen_sgemm_avx512_packed_b then computes
@@ -58,9 +61,6 @@ void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, lo
 /// can share one filter. AVX-512 only (jpgen_sgemm_avx512_available).
 void jpgen_winograd_filter_pack(const float *weight, long c, int tile, long o0, long rows, long panel0,
                                 long panel1, float *packed, long stride);
-void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, long k, float alpha,
-                                 const float *packed_a, int trans_b, const float *b, long ldb,
-                                 float beta, float *c, long ldc, float *workspace);
 
 /// One attention head without a mask (attention_avx512.c): out [tq, dv] (leading dimension ldo) =
 /// softmax(scale * q k^T) v for q [tq, d], k [tk, d], v [tk, dv] with leading dimensions ldq, ldk,
