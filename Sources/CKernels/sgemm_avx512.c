@@ -209,7 +209,8 @@ static void pack_b_panel(int trans_b, const float *b, long ldb, long j0, long co
 // read); otherwise C += alpha * acc.
 __attribute__((target("avx512f")))
 static inline void store_row(float *row, __m512 acc0, __m512 acc1, __mmask16 m0, __mmask16 m1,
-                             __m512 va, __m512 vb, float beta, int first) {
+                             __m512 va, __m512 vb, float beta, int first, const float *bias, __m512 b0,
+                             __m512 b1) {
     __m512 v0 = _mm512_mul_ps(acc0, va), v1 = _mm512_mul_ps(acc1, va);
     if (!first) {
         v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
@@ -218,16 +219,20 @@ static inline void store_row(float *row, __m512 acc0, __m512 acc1, __mmask16 m0,
         v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), v0);
         v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), v1);
     }
+    if (first && bias) {
+        v0 = _mm512_add_ps(v0, b0);
+        v1 = _mm512_add_ps(v1, b1);
+    }
     _mm512_mask_storeu_ps(row, m0, v0);
     _mm512_mask_storeu_ps(row + 16, m1, v1);
 }
 
 // C tile [rows x cols] of C (leading dimension ldc) from the A panel ap [kc][12] and the B panel
-// bp [kc][32]. first: this is the first k block, so C = alpha * acc + beta * C (beta 0: C is not
-// read); otherwise C += alpha * acc.
+// bp [kc][32]. first: this is the first k block, so C = alpha * acc + beta * C + bias (beta 0: C is
+// not read; bias NULL: none, else the tile's first column's bias); otherwise C += alpha * acc.
 __attribute__((target("avx512f")))
 void jpgen_kernel_12x32(long kc, const float *ap, const float *bp, float *c, long ldc, long rows,
-                         long cols, float alpha, float beta, int first) {
+                         long cols, float alpha, float beta, int first, const float *bias) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
@@ -255,7 +260,12 @@ void jpgen_kernel_12x32(long kc, const float *ap, const float *bp, float *c, lon
     __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1u);
     __mmask16 m1 = cols >= 32 ? (__mmask16)0xFFFF : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1u);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#define OUT(r, acc0, acc1) if (r < rows) store_row(c + r * ldc, acc0, acc1, m0, m1, va, vb, beta, first);
+    __m512 b0 = _mm512_setzero_ps(), b1 = b0;
+    if (first && bias) {
+        b0 = _mm512_maskz_loadu_ps(m0, bias);
+        b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+#define OUT(r, acc0, acc1) if (r < rows) store_row(c + r * ldc, acc0, acc1, m0, m1, va, vb, beta, first, bias, b0, b1);
     OUT(0, c00, c01) OUT(1, c10, c11) OUT(2, c20, c21) OUT(3, c30, c31)
     OUT(4, c40, c41) OUT(5, c50, c51) OUT(6, c60, c61) OUT(7, c70, c71)
     OUT(8, c80, c81) OUT(9, c90, c91) OUT(10, cA0, cA1) OUT(11, cB0, cB1)
@@ -274,18 +284,20 @@ int jpgen_sgemm_avx512_available(void) {
 int jpgen_sgemm_avx512_available(void) { return 0; }
 #endif
 
-// The blocked loops for both entry points: A either packed here, block by block (a, lda,
+// The blocked loops for every entry point: A either packed here, block by block (a, lda,
 // trans_a), or packed beforehand by jpgen_sgemm_pack_a (packed != NULL: the whole matrix of
-// packed_rows rows, of which this call computes rows row0 .. row0 + m).
+// packed_rows rows, of which this call computes rows row0 .. row0 + m); likewise B. bias (NULL or
+// one value per column of this call's C) is added once, with the first k block.
 static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float alpha, const float *a,
                          long lda, const float *packed, long packed_rows, long row0, const float *b,
-                         long ldb, const float *packed_b, long packed_cols, long col0, float beta, float *c,
-                         long ldc, float *workspace) {
+                         long ldb, const float *packed_b, long packed_cols, long col0, float beta,
+                         const float *bias, float *c, long ldc, float *workspace) {
 #if defined(__x86_64__)
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         for (long i = 0; i < m; i++)
-            for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+            for (long j = 0; j < n; j++)
+                c[i * ldc + j] = (beta == 0.f ? 0.f : beta * c[i * ldc + j]) + (bias ? bias[j] : 0.f);
         return;
     }
     float *ws = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
@@ -319,7 +331,8 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
                     long cols = min_l(NR, nc - jr);
                     for (long ir = 0; ir < mc; ir += MR)
                         jpgen_kernel_12x32(kc, ablock + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
-                                           min_l(MR, mc - ir), cols, alpha, beta, pc == 0);
+                                           min_l(MR, mc - ir), cols, alpha, beta, pc == 0,
+                                           bias ? bias + jc + jr : NULL);
                 }
             }
         }
@@ -327,14 +340,15 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
 #else
     (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)packed;
     (void)packed_rows; (void)row0; (void)b; (void)ldb; (void)packed_b; (void)packed_cols; (void)col0; (void)beta;
-    (void)c; (void)ldc; (void)workspace;
+    (void)bias; (void)c; (void)ldc; (void)workspace;
 #endif
 }
 
 void jpgen_sgemm_avx512(int trans_a, int trans_b, long m, long n, long k, float alpha,
                         const float *a, long lda, const float *b, long ldb, float beta,
                         float *c, long ldc, float *workspace) {
-    gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, NULL, 0, 0, b, ldb, NULL, 0, 0, beta, c, ldc, workspace);
+    gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, NULL, 0, 0, b, ldb, NULL, 0, 0, beta, NULL, c, ldc,
+                 workspace);
 }
 
 // ------------------------------------------------------------------- Winograd filter, packed
@@ -438,8 +452,8 @@ void jpgen_sgemm_pack_a(int trans_a, long m, long k, const float *a, long lda, f
 void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, long k, float alpha,
                                  const float *packed_a, int trans_b, const float *b, long ldb,
                                  float beta, float *c, long ldc, float *workspace) {
-    gemm_blocked(0, trans_b, m, n, k, alpha, NULL, 0, packed_a, packed_rows, row0, b, ldb, NULL, 0, 0, beta, c, ldc,
-                 workspace);
+    gemm_blocked(0, trans_b, m, n, k, alpha, NULL, 0, packed_a, packed_rows, row0, b, ldb, NULL, 0, 0, beta, NULL, c,
+                 ldc, workspace);
 }
 
 long jpgen_sgemm_k_block(void) {
@@ -463,8 +477,8 @@ void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, l
 }
 
 void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, long k, float alpha,
-                                 const float *a, long lda, const float *packed_b, float beta, float *c,
-                                 long ldc, float *workspace) {
-    gemm_blocked(0, 0, m, n, k, alpha, a, lda, NULL, 0, 0, NULL, 0, packed_b, packed_cols, col0, beta, c, ldc,
+                                 const float *a, long lda, const float *packed_b, float beta,
+                                 const float *bias, float *c, long ldc, float *workspace) {
+    gemm_blocked(0, 0, m, n, k, alpha, a, lda, NULL, 0, 0, NULL, 0, packed_b, packed_cols, col0, beta, bias, c, ldc,
                  workspace);
 }

@@ -3,9 +3,10 @@
 #define JPGEN_SGEMM_AVX512_KERNEL_H
 
 /// C tile [rows x cols] (rows <= 12, cols <= 32, leading dimension ldc) from the k-major panels
-/// ap [kc][12] and bp [kc][32]: first != 0 gives C = alpha * acc + beta * C (beta 0: C unread),
-/// first == 0 gives C += alpha * acc. Only on CPUs with AVX-512F.
+/// ap [kc][12] and bp [kc][32]: first != 0 gives C = alpha * acc + beta * C + bias (beta 0: C
+/// unread; bias NULL, or the values of the tile's columns), first == 0 gives C += alpha * acc. Only
+/// on CPUs with AVX-512F.
 void jpgen_kernel_12x32(long kc, const float *ap, const float *bp, float *c, long ldc, long rows,
-                        long cols, float alpha, float beta, int first);
+                        long cols, float alpha, float beta, int first, const float *bias);
 
 #endif

@@ -60,11 +60,13 @@ let gemmWorkPerThread = 1 << 21
 /// `parallelWorkersWithSerialBLAS`): C is cut along its longer side, into blocks of whole
 /// micro-tiles (12 rows or 32 columns), and each thread packs only its part of the larger operand.
 /// With `packedB` (from jpgen_sgemm_pack_b, all n columns; transA false), B is read from there and
-/// `b` is not used.
+/// `b` is not used; `bias` (n values, with `packedB` only) is then added to every row of C.
 func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>?, ldb: Int,
-                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, packedB: UnsafePointer<Float>? = nil) {
+                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, packedB: UnsafePointer<Float>? = nil,
+                 bias: UnsafePointer<Float>? = nil) {
     precondition(packedB == nil || !transA, "sgemmAVX512: a packed B needs A untransposed")
+    precondition(bias == nil || packedB != nil, "sgemmAVX512: a bias goes with a packed B")
     let threads = serialBLASDepth > 0 ? 1 : max(1, min(kernelThreadCount, m * n * max(k, 1) / gemmWorkPerThread))
     let splitRows = m >= n
     let unit = splitRows ? 12 : 32
@@ -80,8 +82,8 @@ func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
         let ap = splitRows ? (transA ? a + lo : a + lo * lda) : a
         let cp = splitRows ? c + lo * ldc : c + lo
         if let packedB {
-            jpgen_sgemm_avx512_packed_b(n, splitRows ? 0 : lo, pm, pn, k, alpha, ap, lda, packedB, beta, cp, ldc,
-                                        workspace.pointer)
+            jpgen_sgemm_avx512_packed_b(n, splitRows ? 0 : lo, pm, pn, k, alpha, ap, lda, packedB, beta,
+                                        bias.map { splitRows ? $0 : $0 + lo }, cp, ldc, workspace.pointer)
         } else {
             let bp = splitRows ? b! : (transB ? b! + lo * ldb : b! + lo)
             jpgen_sgemm_avx512(transA ? 1 : 0, transB ? 1 : 0, pm, pn, k, alpha, ap, lda, bp, ldb, beta,
@@ -149,12 +151,15 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
 }
 
 /// The output [..., out] of a linear layer over x [..., in] (its rows), holding the bias in every row,
-/// for a product that then adds with `beta` 1 (else uninitialized, beta 0).
-func linearOutput(_ x: Tensor, outFeatures: Int, bias: Tensor?) -> (out: Tensor, rows: Int, beta: Float) {
+/// for a product that then adds with `beta` 1 (else, or with `fillBias` false, uninitialized, beta 0).
+func linearOutput(_ x: Tensor, outFeatures: Int, bias: Tensor?,
+                  fillBias: Bool = true) -> (out: Tensor, rows: Int, beta: Float) {
     let rows = x.count / max(x.shape[x.rank - 1], 1)
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
-    guard let bias else { return (out, rows, 0) }
-    precondition(bias.count == outFeatures, "linear bias has shape \(bias.shape), expected [\(outFeatures)]")
+    if let bias {
+        precondition(bias.count == outFeatures, "linear bias has shape \(bias.shape), expected [\(outFeatures)]")
+    }
+    guard let bias, fillBias else { return (out, rows, 0) }
     let dst = out.fresh, src = bias.base
     for r in 0..<rows { (dst + r * outFeatures).update(from: src, count: outFeatures) }
     return (out, rows, 1)

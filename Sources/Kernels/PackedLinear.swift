@@ -105,14 +105,15 @@ public struct GemmPackedWeight {
 }
 
 /// x [..., in] -> [..., out] = x weight^T + bias, through the AVX-512 sgemm with the weight packed
-/// beforehand.
+/// beforehand; the micro-kernel adds the bias as it first stores each tile (no pass that fills the
+/// output with it, and no read of that output before the first store).
 public func linear(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tensor?) -> Tensor {
     let n = weight.outFeatures, k = weight.inFeatures
     precondition(x.rank >= 1 && x.shape[x.rank - 1] == k,
                  "linear input \(x.shape) does not end in \(k) (weight [\(n), \(k)])")
-    let (out, rows, beta) = linearOutput(x, outFeatures: n, bias: bias)
+    let (out, rows, _) = linearOutput(x, outFeatures: n, bias: bias, fillBias: false)
     if rows == 0 || n == 0 { return out }
     sgemmAVX512(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: x.base, lda: k, b: nil, ldb: k,
-                beta: beta, c: out.fresh, ldc: n, packedB: weight.panels.base)
+                beta: 0, c: out.fresh, ldc: n, packedB: weight.panels.base, bias: bias?.base)
     return out
 }

@@ -12,6 +12,9 @@ struct GemmBench: ParsableCommand {
             help: "Shapes as MxNxK, or N for a square N^3 product.")
     var shapes: [String] = ["2048", "4096x320x320", "4096x1280x320", "77x768x768", "1024x1024x64"]
 
+    @Flag(help: "Time linear layers instead (x [M, K] times a weight [N, K], plus a bias): the weight packed once at load (GemmPackedWeight) next to `linear` on the plain weight.")
+    var linear = false
+
     @OptionGroup var options: KernelBenchOptions
 
     func validate() throws {
@@ -31,6 +34,10 @@ struct GemmBench: ParsableCommand {
         for s in shapes {
             let (m, n, k) = parsedShape(s)!
             let flops = 2.0 * Double(m) * Double(n) * Double(k)
+            if linear {
+                try runLinear(m: m, n: n, k: k, threads: threads)
+                continue
+            }
             let a = benchTensor([m, k], seed: 3), b = benchTensor([k, n], seed: 4)
             let raw = SgemmProblem(m: m, n: n, k: k)
             let t = timeInterleaved(options.repetitions, [{ _ = matmul(a, b) }, { raw.run() }])
@@ -44,5 +51,21 @@ struct GemmBench: ParsableCommand {
                 ("ratio_to_sgemm", sgemmTime.best / ours.best),
             ])
         }
+    }
+
+    func runLinear(m: Int, n: Int, k: Int, threads: Int) throws {
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        let x = benchTensor([m, k], seed: 3), weight = benchTensor([n, k], seed: 4), bias = benchTensor([n], seed: 5)
+        guard let packed = GemmPackedWeight(weight) else {
+            throw ValidationError("--linear needs the AVX-512 sgemm (this CPU or JPGEN_GEMM rules it out)")
+        }
+        let t = timeInterleaved(options.repetitions, [{ _ = Kernels.linear(x, gemmPacked: packed, bias: bias) },
+                                                      { _ = Kernels.linear(x, weight: weight, bias: bias) }])
+        printJSONLine([
+            ("bench", "linear"), ("m", m), ("n", n), ("k", k), ("threads", threads),
+            ("repetitions", options.repetitions),
+            ("seconds", t[0].best), ("median_seconds", t[0].median), ("gflops", flops / t[0].best / 1e9),
+            ("unpacked_seconds", t[1].best), ("unpacked_gflops", flops / t[1].best / 1e9),
+        ])
     }
 }

@@ -44,7 +44,7 @@ final class PackedLinearTests: XCTestCase {
     /// The AVX-512 sgemm with the weight in its own B panels: the same arithmetic as `linear` through
     /// sgemm (bit for bit), against the naive loop too; columns not a multiple of 32, K over several
     /// 256 blocks, more rows than columns (split by rows) and fewer (split by columns), one row,
-    /// leading dimensions kept; the panels unpack to the weight.
+    /// leading dimensions kept, the bias added in the micro-kernel; the panels unpack to the weight.
     func testGemmPackedLinearMatchesSgemm() throws {
         var rng = SeededGenerator(seed: 13)
         let probe = randomTensor([64, 64], &rng)
@@ -60,6 +60,10 @@ final class PackedLinearTests: XCTestCase {
             let expected = naiveMatmul2D(x.scalars, naiveTranspose2D(w.scalars, rows: n, cols: k), m: m, k: k, n: n)
             assertClose(linear(x, gemmPacked: packed, bias: nil), Tensor(shape: [m, n], data: expected),
                         tol: 2e-6 * Float(k), what + " vs naive")
+            // the bias, added by the micro-kernel with the first k block, on every row and column
+            let withBias = expected.indices.map { expected[$0] + b.scalars[$0 % n] }
+            assertClose(linear(x, gemmPacked: packed, bias: b), Tensor(shape: [m, n], data: withBias),
+                        tol: 2e-6 * Float(k), what + " with bias vs naive")
         }
         let w = randomTensor([70, 64], &rng), x = randomTensor([2, 3, 64], &rng)
         let y = linear(x, gemmPacked: try XCTUnwrap(GemmPackedWeight(w)), bias: nil)

@@ -43,17 +43,17 @@ void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, lo
 /// B packed once for many products (e.g. a linear layer's weight): jpgen_sgemm_packed_b_floats(n, k)
 /// floats hold op(B) [k, n] in the micro-kernel's 32-column panels (jpgen_sgemm_pack_b writes panels
 /// panel0 ..< panel1, so threads can share the work). jpgen_sgemm_avx512_packed_b then computes
-/// columns col0 ..< col0 + n (col0 a multiple of 32) of C = alpha * A op(B) + beta * C, A [m, k]
-/// row-major, from the packed B of all packed_cols columns; c points at column col0. Same workspace
-/// as jpgen_sgemm_avx512.
+/// columns col0 ..< col0 + n (col0 a multiple of 32) of C = alpha * A op(B) + beta * C + bias, A
+/// [m, k] row-major, from the packed B of all packed_cols columns; c and bias (NULL: none; else one
+/// value per column, added to every row) point at column col0. Same workspace as jpgen_sgemm_avx512.
 long jpgen_sgemm_packed_b_floats(long n, long k);
 /// The k block (KC) of the packed layouts.
 long jpgen_sgemm_k_block(void);
 void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, long panel0, long panel1,
                         float *packed);
 void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, long k, float alpha,
-                                 const float *a, long lda, const float *packed_b, float beta, float *c,
-                                 long ldc, float *workspace);
+                                 const float *a, long lda, const float *packed_b, float beta,
+                                 const float *bias, float *c, long ldc, float *workspace);
 /// The Winograd filter U = G g G^T (tile 2 or 4: alpha^2 = 16 or 36 positions) of output channels
 /// o0 ..< o0 + rows of a [O, C, 3, 3] weight, straight into the packed form of jpgen_sgemm_pack_a:
 /// position q's [rows, C] matrix at packed + q * stride (stride >= jpgen_sgemm_packed_a_floats(rows,
