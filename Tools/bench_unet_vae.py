@@ -3,13 +3,16 @@
 Writes diffusers folders (random weights, f32) under --workdir: SD1.5 UNet, SD VAE, TAESD, and with
 --sdxl the SDXL UNet; times one diffusers forward (after a warm-up unless --no-warm-up) in a
 subprocess, then runs jpbench on the same folder, and prints one JSON line per model with both
-times, GFLOP/s, peak RSS and the ratio jpgen/diffusers.
-Run: .venv/bin/python Tools/bench_unet_vae.py --jpbench .build/release/jpbench [--sdxl]
+times, GFLOP/s, peak RSS and the ratio jpgen/diffusers. With --rounds N the two sides alternate N
+times each (diffusers first in odd rounds, jpbench first in even ones, so that neither always runs
+straight after the other's large process), and the line gives every time, the best and the median.
+Run: .venv/bin/python Tools/bench_unet_vae.py --jpbench .build/release/jpbench [--sdxl] [--rounds 2]
 """
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -82,6 +85,7 @@ def main():
     ap.add_argument("--sdxl", action="store_true", help="also the SDXL UNet at 1024 (slow)")
     ap.add_argument("--only", nargs="*", default=["sd15-unet", "sd-vae", "taesd"])
     ap.add_argument("--no-warm-up", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating runs of each side (best and median reported)")
     ap.add_argument("--jpbench-args", nargs="*", default=[], help="extra jpbench arguments, e.g. --winograd off")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -97,22 +101,41 @@ def main():
         folder = os.path.join(args.workdir, name)
         make(kind, cfg, folder)
         extra = ["--no-warm-up"] if args.no_warm_up else []
-        ref = subprocess.run([sys.executable, __file__, "--child", kind, folder, str(size)] + extra,
-                             capture_output=True, text=True, check=True)
-        theirs = json.loads(ref.stdout.strip().splitlines()[-1])
-        sub = "unet" if kind == "unet" else "vae"
-        ours_out = subprocess.run([args.jpbench, sub, "--folder", folder, "--size", str(size),
-                                   "--gflop", str(theirs["gflop"])] + extra + args.jpbench_args,
-                                  capture_output=True, text=True, check=True)
-        ours = json.loads(ours_out.stdout.strip().splitlines()[-1])
+
+        def diffusers_run():
+            ref = subprocess.run([sys.executable, __file__, "--child", kind, folder, str(size)] + extra,
+                                 capture_output=True, text=True, check=True)
+            return json.loads(ref.stdout.strip().splitlines()[-1])
+
+        def jpgen_run(gflop):
+            sub = "unet" if kind == "unet" else "vae"
+            out = subprocess.run([args.jpbench, sub, "--folder", folder, "--size", str(size), "--gflop", str(gflop)]
+                                 + extra + args.jpbench_args, capture_output=True, text=True, check=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+        theirs_runs, ours_runs = [], []
+        for r in range(max(1, args.rounds)):
+            if r % 2 == 0:
+                theirs_runs.append(diffusers_run())
+                ours_runs.append(jpgen_run(theirs_runs[0]["gflop"]))
+            else:
+                ours_runs.append(jpgen_run(theirs_runs[0]["gflop"]))
+                theirs_runs.append(diffusers_run())
+        gflop = theirs_runs[0]["gflop"]
+        ts, os_ = [t["seconds"] for t in theirs_runs], [o["seconds"] for o in ours_runs]
+        best_t, best_o = min(ts), min(os_)
+        med_t, med_o = statistics.median(ts), statistics.median(os_)
         print(json.dumps({
-            "model": name, "size": size, "gflop": round(theirs["gflop"], 1),
-            "jpgen_seconds": round(ours["seconds"], 3), "diffusers_seconds": round(theirs["seconds"], 3),
-            "jpgen_gflops": round(theirs["gflop"] / ours["seconds"], 1),
-            "diffusers_gflops": round(theirs["gflop"] / theirs["seconds"], 1),
-            "jpgen_peak_rss_mb": round(ours["peak_rss_mb"]), "diffusers_peak_rss_mb": round(theirs["peak_rss_mb"]),
-            "time_ratio_jpgen_over_diffusers": round(ours["seconds"] / theirs["seconds"], 3),
-            "winograd": ours.get("winograd"),
+            "model": name, "size": size, "gflop": round(gflop, 1), "rounds": len(ts),
+            "jpgen_seconds": round(best_o, 3), "diffusers_seconds": round(best_t, 3),
+            "jpgen_median_seconds": round(med_o, 3), "diffusers_median_seconds": round(med_t, 3),
+            "jpgen_runs": [round(x, 3) for x in os_], "diffusers_runs": [round(x, 3) for x in ts],
+            "jpgen_gflops": round(gflop / best_o, 1), "diffusers_gflops": round(gflop / best_t, 1),
+            "jpgen_peak_rss_mb": round(max(o["peak_rss_mb"] for o in ours_runs)),
+            "diffusers_peak_rss_mb": round(max(t["peak_rss_mb"] for t in theirs_runs)),
+            "time_ratio_jpgen_over_diffusers": round(best_o / best_t, 3),
+            "median_time_ratio": round(med_o / med_t, 3),
+            "winograd": ours_runs[0].get("winograd"),
             "load_average_1min": round(os.getloadavg()[0], 2),   # other work on the machine meanwhile
         }), flush=True)
 

@@ -237,11 +237,12 @@ void jpgen_kernel_12x32(long kc, const float *ap, const float *bp, float *c, lon
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
     __m512 c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
-    if (!first || beta != 0.f)
-        for (long r = 0; r < rows; r++) {   // the tile's rows are read at the end: fetch them now
-            _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
-            _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
-        }
+    // The tile's rows are read or written at the end: fetch them now (a first store into a cold
+    // output waits on the line too; 6% on a 1024 x 10240 x 1280 product).
+    for (long r = 0; r < rows; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+    }
 #define ROW(r, acc0, acc1) x = _mm512_set1_ps(ap[r]); \
         acc0 = _mm512_fmadd_ps(x, b0, acc0); acc1 = _mm512_fmadd_ps(x, b1, acc1);
 #define STEP { __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16), x; \
@@ -329,10 +330,19 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
                 for (long jr = 0; jr < nc; jr += NR) {
                     const float *bpanel = pb + (jr / NR) * kc * NR;
                     long cols = min_l(NR, nc - jr);
-                    for (long ir = 0; ir < mc; ir += MR)
+                    // The next B panel into L2, a slice before each micro-tile: a linear layer's weight
+                    // is read once per UNet step, so its panels come from DRAM (3-5% of the product's
+                    // time with the hardware prefetchers alone, measured on 300 cold 1280 x 1280 weights).
+                    const char *next = (const char *)(bpanel + kc * NR);
+                    long lines = jr + NR < nc ? kc * NR / 16 : 0, tiles = (mc + MR - 1) / MR;
+                    long per = (lines + tiles - 1) / tiles;
+                    for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
+                        for (long l = t * per; l < (t + 1) * per && l < lines; l++)
+                            _mm_prefetch(next + 64 * l, _MM_HINT_T1);
                         jpgen_kernel_12x32(kc, ablock + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
                                            min_l(MR, mc - ir), cols, alpha, beta, pc == 0,
                                            bias ? bias + jc + jr : NULL);
+                    }
                 }
             }
         }

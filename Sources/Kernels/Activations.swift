@@ -3,6 +3,7 @@
 // transformers.activations.QuickGELUActivation (x * sigmoid(1.702 x), CLIP).
 // exp, erf and tanh are FastMath's vectorisable approximations (about 1e-7 absolute error).
 
+import CKernels
 import Foundation
 
 /// GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)).
@@ -50,6 +51,8 @@ public func geglu(_ x: Tensor) -> Tensor {
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
     let src = x.base, dst = out.fresh
     parallelRanges(rows, grain: max(1, 4096 / max(f, 1))) { r in
+        // CKernels' AVX-512 loop where the CPU has it (this one, built for baseline x86-64, runs 4 lanes)
+        if jpgen_geglu_rows(src + r.lowerBound * twoF, r.count, f, dst + r.lowerBound * f) != 0 { return }
         for row in r {
             let a = src + row * twoF, g = a + f, o = dst + row * f
             for j in 0..<f { let v = g[j]; o[j] = a[j] * 0.5 * v * (1 + fastErf(v * 0.70710678118654752)) }

@@ -89,5 +89,14 @@ final class ElementwiseTests: XCTestCase {
             want.append(Float(a * 0.5 * v * (1 + erf(v / 2.0.squareRoot()))))
         } }
         assertClose(geglu(g), Tensor(shape: [2, 3, 4], data: want), tol: 1e-5, "geglu")
+        // rows of 37 (two full 16-lane vectors and a tail on CPUs with AVX-512), gates out to +-9
+        // (erf saturated, e^{-x^2} underflowed)
+        let wide = randomTensor([5, 74], &rng, lo: -9, hi: 9)
+        var wantWide = [Float]()
+        for r in 0..<5 { for j in 0..<37 {
+            let a = Double(wide.scalars[r * 74 + j]), v = Double(wide.scalars[r * 74 + 37 + j])
+            wantWide.append(Float(a * 0.5 * v * (1 + erf(v / 2.0.squareRoot()))))
+        } }
+        assertClose(geglu(wide), Tensor(shape: [5, 37], data: wantWide), tol: 2e-5, "geglu, rows of 37")
     }
 }

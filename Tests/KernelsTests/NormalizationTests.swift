@@ -6,9 +6,14 @@ import XCTest
 
 final class NormalizationTests: XCTestCase {
     func testGroupNorm() {
-        var rng = SeededGenerator(seed: 100)
-        let (n, c, h, w, g) = (2, 8, 3, 5, 4)
-        let x = randomTensor([n, c, h, w], &rng, lo: -3, hi: 5)
+        checkGroupNorm(n: 2, c: 8, h: 3, w: 5, g: 4, seed: 100)
+        // groups of 126 values and channels of 63 (whole and partial AVX-512 vectors), around 50
+        checkGroupNorm(n: 1, c: 6, h: 7, w: 9, g: 3, seed: 103, lo: 45, hi: 55)
+    }
+
+    func checkGroupNorm(n: Int, c: Int, h: Int, w: Int, g: Int, seed: UInt64, lo: Float = -3, hi: Float = 5) {
+        var rng = SeededGenerator(seed: seed)
+        let x = randomTensor([n, c, h, w], &rng, lo: lo, hi: hi)
         let weight = randomTensor([c], &rng), bias = randomTensor([c], &rng)
         let xs = x.scalars, per = c / g * h * w
         var want = [Float](repeating: 0, count: x.count)
@@ -30,6 +35,10 @@ final class NormalizationTests: XCTestCase {
         let wantSiLU = want.map { v -> Float in let d = Double(v); return Float(d / (1 + Foundation.exp(-d))) }
         assertClose(groupNormSiLU(x, groups: g, weight: weight, bias: bias, eps: 1e-5),
                     Tensor(shape: x.shape, data: wantSiLU), tol: 1e-5, "fused silu")
+    }
+
+    func testGroupNormWithoutSpatialDimensions() {
+        var rng = SeededGenerator(seed: 104)
         // [N, C] input (no spatial dimensions), one group per channel pair.
         let x2 = randomTensor([3, 4], &rng)
         let y2 = groupNorm(x2, groups: 2, weight: nil, bias: nil, eps: 0)
@@ -41,16 +50,22 @@ final class NormalizationTests: XCTestCase {
     }
 
     func testLayerNorm() {
-        var rng = SeededGenerator(seed: 101)
-        let x = randomTensor([2, 3, 17], &rng, lo: -2, hi: 4)
-        let w = randomTensor([17], &rng), b = randomTensor([17], &rng)
+        checkLayerNorm(rows: 6, d: 17, seed: 101)
+        // rows of 83 (whole and partial AVX-512 vectors) around 100
+        checkLayerNorm(rows: 5, d: 83, seed: 105, lo: 97, hi: 103)
+    }
+
+    func checkLayerNorm(rows: Int, d: Int, seed: UInt64, lo: Float = -2, hi: Float = 4) {
+        var rng = SeededGenerator(seed: seed)
+        let x = randomTensor([rows, d], &rng, lo: lo, hi: hi)
+        let w = randomTensor([d], &rng), b = randomTensor([d], &rng)
         var want = [Float](), wantPlain = [Float]()
         let xs = x.scalars
-        for r in 0..<6 {
-            let row = xs[(r * 17)..<((r + 1) * 17)].map(Double.init)
-            let m = row.reduce(0, +) / 17
-            let v = row.map { ($0 - m) * ($0 - m) }.reduce(0, +) / 17
-            for j in 0..<17 {
+        for r in 0..<rows {
+            let row = xs[(r * d)..<((r + 1) * d)].map(Double.init)
+            let m = row.reduce(0, +) / Double(d)
+            let v = row.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(d)
+            for j in 0..<d {
                 let z = (row[j] - m) / (v + 1e-6).squareRoot()
                 wantPlain.append(Float(z))
                 want.append(Float(z * Double(w.scalars[j]) + Double(b.scalars[j])))

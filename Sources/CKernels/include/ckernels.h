@@ -8,6 +8,19 @@
 /// exp is Cephes' expf polynomial (relative error about 1.2e-7); arguments below -87.33 give 0.
 float jpgen_unnormalized_softmax_row(float *p, long n);
 
+/// GEGLU over rows x [rows][2f] = [a | gate]: out [rows][f] = a * gelu(gate), the erf form
+/// (FastMath.swift's formulas, 16 lanes). Returns 0 without doing anything where the CPU lacks
+/// AVX-512 (the caller's loop then runs).
+int jpgen_geglu_rows(const float *x, long rows, long f, float *out);
+
+/// Normalisation statistics of p[0..<n] in double: *mean, and *m2 = sum of (p - mean)^2. Returns 0
+/// without doing anything where the CPU lacks AVX-512.
+int jpgen_mean_m2(const float *p, long n, double *mean, double *m2);
+/// q[i] = (p[i] - center) * (scale ? scale[i] * scale1 : scale1) + (shift ? shift[i] : 0) + shift1,
+/// then q[i] * sigmoid(q[i]) when silu. Returns 0 without doing anything where the CPU lacks AVX-512.
+int jpgen_scale_shift(const float *p, long n, float center, const float *scale, float scale1, const float *shift,
+                      float shift1, int silu, float *q);
+
 /// nn.Linear over a weight packed once (packed_linear.c). The weight w [n, k] (PyTorch's [out, in])
 /// is packed into jpgen_packed_linear_floats(n, k) floats; each call packs its input rows a [m, k]
 /// into jpgen_packed_rows_floats(m, k) floats, then c [m, n] = a w^T + bias (bias may be NULL) is
