@@ -302,7 +302,10 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
         return;
     }
     float *ws = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
-    long kc_max = min_l(k, KC), mc_max = round_up(min_l(m, MC), MR);
+    // Row blocks of equal size (whole micro-tiles): 512 rows go as 180 + 180 + 152, not 240 + 240 + 32,
+    // whose last block would load every B panel for 3 micro-tiles.
+    long mblock = round_up((m + (m + MC - 1) / MC - 1) / ((m + MC - 1) / MC), MR);
+    long kc_max = min_l(k, KC), mc_max = round_up(min_l(m, mblock), MR);
     float *pa = ws;                                    // [mc_max / MR][kc][MR]
     float *pb;                                         // [nc / NR][kc][NR], here or packed beforehand
     long padded_rows = round_up(packed_rows, MR), padded_cols = round_up(packed_cols, NR);
@@ -317,8 +320,8 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
                 for (long jr = 0; jr < nc; jr += NR)
                     pack_b_panel(trans_b, b, ldb, jc + jr, min_l(NR, nc - jr), pc, kc, pb + (jr / NR) * kc * NR);
             }
-            for (long ic = 0; ic < m; ic += MC) {
-                long mc = min_l(MC, m - ic);
+            for (long ic = 0; ic < m; ic += mblock) {
+                long mc = min_l(mblock, m - ic);
                 const float *ablock;
                 if (packed) {
                     ablock = packed + pc * padded_rows + ((row0 + ic) / MR) * kc * MR;

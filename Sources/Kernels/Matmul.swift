@@ -68,7 +68,10 @@ func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
     precondition(packedB == nil || !transA, "sgemmAVX512: a packed B needs A untransposed")
     precondition(bias == nil || packedB != nil, "sgemmAVX512: a bias goes with a packed B")
     let threads = serialBLASDepth > 0 ? 1 : max(1, min(kernelThreadCount, m * n * max(k, 1) / gemmWorkPerThread))
-    let splitRows = m >= n
+    // With B packed beforehand only A is packed here: cutting the rows gives each thread half of A to
+    // pack (cutting the columns, every thread packs all of A), as long as each keeps enough rows for
+    // the B panels' reuse.
+    let splitRows = packedB != nil ? m >= 240 * threads : m >= n
     let unit = splitRows ? 12 : 32
     let units = ((splitRows ? m : n) + unit - 1) / unit
     let parts = min(threads, units)
