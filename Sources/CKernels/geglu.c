@@ -3,30 +3,12 @@
 // run it on 70 rows of 1024 x 10240 per UNet step; the Swift loop of Activations.swift, built for
 // baseline x86-64, ran 4 lanes at a time (2.4% of an SDXL step). Here 16 lanes with AVX-512, the
 // same formulas as FastMath.swift: erf from Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7),
-// e^{-x^2} from the Cephes polynomial, 2^n applied by vscalefps.
+// e^{-x^2} from exp_avx512.h (Cephes' polynomial, 2^n applied by vscalefps).
 #include "ckernels.h"
+#include "exp_avx512.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-
-// e^x for x <= 0 (here -x^2): x = n ln 2 + r, |r| <= ln 2 / 2, Cephes' degree-6 polynomial for e^r,
-// times 2^n; x below -104 gives 0 (2^n underflows).
-__attribute__((target("avx512f")))
-static inline __m512 exp_nonpositive(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.f));
-    return _mm512_scalef_ps(y, n);
-}
 
 // a * gelu(g) for 16 lanes.
 __attribute__((target("avx512f")))
@@ -39,7 +21,7 @@ static inline __m512 geglu16(__m512 a, __m512 g) {
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-    __m512 e = exp_nonpositive(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), ax), ax));
+    __m512 e = jpgen_exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), ax), ax));
     __m512 erf_abs = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, _mm512_set1_ps(1.f));
     // erf is odd: the sign of x on |erf|
     __m512 erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(erf_abs),

@@ -2,9 +2,9 @@
 // GroupNorm + SiLU opening every ResNet block) with AVX-512. The Swift loops, built for baseline
 // x86-64, summed in one Double chain (a dependent add per element) and applied 4 lanes at a time.
 // Here the statistics are summed in 4 x 8 double lanes (the same Double precision, another order),
-// the affine part and SiLU run 16 float lanes (FastMath.swift's sigmoid: Cephes exp, 2^n by
-// vscalefps).
+// the affine part and SiLU run 16 float lanes (FastMath.swift's sigmoid, exp from exp_avx512.h).
 #include "ckernels.h"
+#include "exp_avx512.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -30,22 +30,10 @@ static double sum_ps_as_pd(const float *p, long n, double shift, int squares) {
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3])));
 }
 
-// 1 / (1 + e^{-v}) with e^{-v} from the Cephes polynomial (arguments clamped to [-88.37, 87.33]).
+// 1 / (1 + e^{-v}) (e^{-v} from exp_avx512.h; past 88.37 it stays finite, so the result goes to 0).
 __attribute__((target("avx512f")))
 static inline __m512 sigmoid16(__m512 v) {
-    __m512 x = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), v), _mm512_set1_ps(-87.33f)),
-                             _mm512_set1_ps(88.37f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 e = _mm512_scalef_ps(_mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.f)), n);
+    __m512 e = jpgen_exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
     return _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_add_ps(e, _mm512_set1_ps(1.f)));
 }
 
