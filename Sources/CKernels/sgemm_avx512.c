@@ -36,9 +36,14 @@ enum { MR = 12, NR = 32, KC = KC_, MC = MC_, NC = 3072 };
 static long min_l(long a, long b) { return a < b ? a : b; }
 static long round_up(long x, long to) { return (x + to - 1) / to * to; }
 
+// Products with B packed beforehand, K up to KI and B over 2 MB run their k blocks innermost
+// (gemm_k_inner).
+enum { KI = 1280 };
+
 long jpgen_sgemm_workspace_floats(long m, long n, long k) {
     long kc = min_l(k, KC), mc = round_up(min_l(m, MC), MR), nc = round_up(min_l(n, NC), NR);
-    return mc * kc + kc * nc + 32;   // + alignment slack (both blocks start on 64 bytes)
+    long ka = k <= KI ? k : kc;         // gemm_k_inner packs a row block's whole A
+    return mc * ka + kc * nc + 32;   // + alignment slack (both blocks start on 64 bytes)
 }
 
 // ---------------------------------------------------------------------------------- packing
@@ -285,6 +290,53 @@ int jpgen_sgemm_avx512_available(void) {
 int jpgen_sgemm_avx512_available(void) { return 0; }
 #endif
 
+#if defined(__x86_64__)
+// For B packed beforehand (a linear layer's weight) and K <= KI: the row block's A is packed for every
+// k block at once (at most 240 x 1280 floats, L2), and each 32-column strip of C takes all its k
+// blocks in turn while its tiles are in cache, so C goes to memory once instead of once per k block
+// (SDXL's 4096 x 5120 x 640 feed-forward product ran at 249 GFLOP/s in the step, its 84 MB output
+// read and written three times).
+static void gemm_k_inner(long m, long n, long k, float alpha, const float *a, long lda, const float *packed_b,
+                         long packed_cols, long col0, float beta, const float *bias, float *c, long ldc,
+                         float *ws, long mblock) {
+    long padded_cols = round_up(packed_cols, NR), mc_max = round_up(min_l(m, mblock), MR);
+    float *pa = ws;                                    // [k / KC][mc_max / MR][kc][MR]
+    for (long ic = 0; ic < m; ic += mblock) {
+        long mc = min_l(mblock, m - ic);
+        for (long pc = 0; pc < k; pc += KC) {
+            long kc = min_l(KC, k - pc);
+            for (long ir = 0; ir < mc; ir += MR)
+                pack_a_panel(0, a, lda, ic + ir, min_l(MR, mc - ir), pc, kc, pa + pc * mc_max + (ir / MR) * kc * MR);
+        }
+        for (long jr = 0; jr < n; jr += NR) {
+            long cols = min_l(NR, n - jr), panel = (col0 + jr) / NR;
+            for (long pc = 0; pc < k; pc += KC) {
+                long kc = min_l(KC, k - pc);
+                const float *bpanel = packed_b + pc * padded_cols + panel * kc * NR;
+                // the next B panel (the next k block, or the next strip's first) into L2
+                const float *next = NULL;
+                long next_kc = 0;
+                if (pc + KC < k) {
+                    next_kc = min_l(KC, k - pc - KC);
+                    next = packed_b + (pc + KC) * padded_cols + panel * next_kc * NR;
+                } else if (jr + NR < n) {
+                    next_kc = min_l(KC, k);
+                    next = packed_b + (panel + 1) * next_kc * NR;
+                }
+                long lines = next ? next_kc * NR / 16 : 0, tiles = (mc + MR - 1) / MR;
+                long per = (lines + tiles - 1) / tiles;
+                for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
+                    for (long l = t * per; l < (t + 1) * per && l < lines; l++)
+                        _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T1);
+                    jpgen_kernel_12x32(kc, pa + pc * mc_max + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jr,
+                                       ldc, min_l(MR, mc - ir), cols, alpha, beta, pc == 0, bias ? bias + jr : NULL);
+                }
+            }
+        }
+    }
+}
+#endif
+
 // The blocked loops for every entry point: A either packed here, block by block (a, lda,
 // trans_a), or packed beforehand by jpgen_sgemm_pack_a (packed != NULL: the whole matrix of
 // packed_rows rows, of which this call computes rows row0 .. row0 + m); likewise B. bias (NULL or
@@ -305,6 +357,12 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
     // Row blocks of equal size (whole micro-tiles): 512 rows go as 180 + 180 + 152, not 240 + 240 + 32,
     // whose last block would load every B panel for 3 micro-tiles.
     long mblock = round_up((m + (m + MC - 1) / MC - 1) / ((m + MC - 1) / MC), MR);
+    // (only when the weight is too big for L2 anyway: 640 x 640 ran 308 -> 272 GFLOP/s, its B blocks
+    // no longer reused from L2 next to the larger A block)
+    if (packed_b && !packed && k <= KI && k * n * (long)sizeof(float) > (2l << 20)) {
+        gemm_k_inner(m, n, k, alpha, a, lda, packed_b, packed_cols, col0, beta, bias, c, ldc, ws, mblock);
+        return;
+    }
     long kc_max = min_l(k, KC), mc_max = round_up(min_l(m, mblock), MR);
     float *pa = ws;                                    // [mc_max / MR][kc][MR]
     float *pb;                                         // [nc / NR][kc][NR], here or packed beforehand

@@ -51,7 +51,10 @@ final class PackedLinearTests: XCTestCase {
         guard GemmPackedWeight(probe) != nil else {
             throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
         }
-        for (m, k, n) in [(1, 320, 1280), (77, 300, 70), (300, 517, 33), (40, 640, 2600), (1024, 1280, 96)] {
+        // (40, 640, 2600) and (600, 700, 1000) take the k-inner loops (weights over 2 MB, K <= 1280),
+        // the second with two row blocks per thread and three k blocks
+        for (m, k, n) in [(1, 320, 1280), (77, 300, 70), (300, 517, 33), (40, 640, 2600), (1024, 1280, 96),
+                          (600, 700, 1000)] {
             let x = randomTensor([m, k], &rng), w = randomTensor([n, k], &rng), b = randomTensor([n], &rng)
             let packed = try XCTUnwrap(GemmPackedWeight(w))
             XCTAssertEqual(packed.unpacked().scalars, w.scalars, "unpacked m \(m) k \(k) n \(n)")
