@@ -291,6 +291,13 @@ int jpgen_sgemm_avx512_available(void) { return 0; }
 #endif
 
 #if defined(__x86_64__)
+// Part `part` of `parts` of the `lines` cache lines at `next` into L2: the next B panel, spread over
+// the micro-tiles that use the current one.
+static inline void prefetch_part(const char *next, long lines, long parts, long part) {
+    long per = (lines + parts - 1) / parts;
+    for (long l = part * per; l < (part + 1) * per && l < lines; l++) _mm_prefetch(next + 64 * l, _MM_HINT_T1);
+}
+
 // For B packed beforehand (a linear layer's weight) and K <= KI: the row block's A is packed for every
 // k block at once (at most 240 x 1280 floats, L2), and each 32-column strip of C takes all its k
 // blocks in turn while its tiles are in cache, so C goes to memory once instead of once per k block
@@ -324,10 +331,8 @@ static void gemm_k_inner(long m, long n, long k, float alpha, const float *a, lo
                     next = packed_b + (panel + 1) * next_kc * NR;
                 }
                 long lines = next ? next_kc * NR / 16 : 0, tiles = (mc + MR - 1) / MR;
-                long per = (lines + tiles - 1) / tiles;
                 for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
-                    for (long l = t * per; l < (t + 1) * per && l < lines; l++)
-                        _mm_prefetch((const char *)next + 64 * l, _MM_HINT_T1);
+                    prefetch_part((const char *)next, lines, tiles, t);
                     jpgen_kernel_12x32(kc, pa + pc * mc_max + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jr,
                                        ldc, min_l(MR, mc - ir), cols, alpha, beta, pc == 0, bias ? bias + jr : NULL);
                 }
@@ -356,7 +361,7 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
     float *ws = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63);
     // Row blocks of equal size (whole micro-tiles): 512 rows go as 180 + 180 + 152, not 240 + 240 + 32,
     // whose last block would load every B panel for 3 micro-tiles.
-    long mblock = round_up((m + (m + MC - 1) / MC - 1) / ((m + MC - 1) / MC), MR);
+    long blocks = (m + MC - 1) / MC, mblock = round_up((m + blocks - 1) / blocks, MR);
     // (only when the weight is too big for L2 anyway: 640 x 640 ran 308 -> 272 GFLOP/s, its B blocks
     // no longer reused from L2 next to the larger A block)
     if (packed_b && !packed && k <= KI && k * n * (long)sizeof(float) > (2l << 20)) {
@@ -394,12 +399,9 @@ static void gemm_blocked(int trans_a, int trans_b, long m, long n, long k, float
                     // The next B panel into L2, a slice before each micro-tile: a linear layer's weight
                     // is read once per UNet step, so its panels come from DRAM (3-5% of the product's
                     // time with the hardware prefetchers alone, measured on 300 cold 1280 x 1280 weights).
-                    const char *next = (const char *)(bpanel + kc * NR);
                     long lines = jr + NR < nc ? kc * NR / 16 : 0, tiles = (mc + MR - 1) / MR;
-                    long per = (lines + tiles - 1) / tiles;
                     for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
-                        for (long l = t * per; l < (t + 1) * per && l < lines; l++)
-                            _mm_prefetch(next + 64 * l, _MM_HINT_T1);
+                        prefetch_part((const char *)(bpanel + kc * NR), lines, tiles, t);
                         jpgen_kernel_12x32(kc, ablock + (ir / MR) * kc * MR, bpanel, c + (ic + ir) * ldc + jc + jr, ldc,
                                            min_l(MR, mc - ir), cols, alpha, beta, pc == 0,
                                            bias ? bias + jc + jr : NULL);
