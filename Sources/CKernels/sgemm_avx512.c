@@ -547,6 +547,14 @@ void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, lo
                  ldc, workspace);
 }
 
+void jpgen_sgemm_avx512_packed_ab(long packed_rows, long row0, long m, long packed_cols, long col0, long n,
+                                  long k, float alpha, const float *packed_a, const float *packed_b, float beta,
+                                  float *c, long ldc) {
+    float unused[32];   // both blocks come packed: the workspace is only aligned, never used
+    gemm_blocked(0, 0, m, n, k, alpha, NULL, 0, packed_a, packed_rows, row0, NULL, 0, packed_b, packed_cols, col0,
+                 beta, NULL, c, ldc, unused);
+}
+
 long jpgen_sgemm_k_block(void) {
     return KC;
 }

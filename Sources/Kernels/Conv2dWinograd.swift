@@ -232,11 +232,50 @@ struct WinogradPlan {
     }
 }
 
-/// V[ch, p, t - t0] = (B^T d B)[p] for the channels `channels` and tiles t0..<t1.
-/// x: [N, C, H, W]; v: [C, alpha^2, ldv] (a channel's transforms together, so the writes stay local;
-/// the sgemms read V[:, p, :] as a [C, tiles] matrix with leading dimension alpha^2 ldv).
+/// Where the transformed input V[ch, q, col] (channel, transform position, tile of the block) lives.
+/// Plain: [C, alpha^2, ld], a channel's transforms together, the sgemms reading V[:, q, :] as a
+/// [C, tiles] matrix with leading dimension alpha^2 ld. Packed (AVX-512): each position's [C, tiles]
+/// matrix in the micro-kernel's packed-B form (jpgen_sgemm_pack_b), so that the products pack
+/// nothing: packing it there, per product, was 1.2% of an SDXL step, and several times per position
+/// in `conv2dWinogradByOutputChunks`.
+struct WinogradVLayout {
+    /// Floats from position q to q + 1 of the same channel and tile.
+    let positionStride: Int
+    /// Floats in all.
+    let count: Int
+    /// Tiles (columns) per position that it holds.
+    var tiles: Int { ld }
+    private let c, ld, alpha2: Int
+    private let packedColumns: Int?   // packed: the tiles padded to the micro-kernel's 32 columns
+    private let kBlock: Int
+
+    static func plain(alpha2: Int, c: Int, ld: Int) -> WinogradVLayout {
+        WinogradVLayout(positionStride: ld, count: c * alpha2 * ld, c: c, ld: ld, alpha2: alpha2, packedColumns: nil,
+                        kBlock: 1)
+    }
+
+    static func packed(alpha2: Int, c: Int, tiles: Int) -> WinogradVLayout {
+        let perPosition = jpgen_sgemm_packed_b_floats(tiles, c)
+        return WinogradVLayout(positionStride: perPosition, count: alpha2 * perPosition, c: c, ld: tiles,
+                               alpha2: alpha2, packedColumns: (tiles + 31) / 32 * 32, kBlock: jpgen_sgemm_k_block())
+    }
+
+    var isPacked: Bool { packedColumns != nil }
+
+    /// Offset of V[ch, 0, col].
+    func offset(channel ch: Int, column col: Int) -> Int {
+        guard let padded = packedColumns else { return ch * alpha2 * ld + col }
+        let pc = ch / kBlock * kBlock, kc = Swift.min(kBlock, c - pc)
+        return pc * padded + (col / 32) * kc * 32 + (ch - pc) * 32 + col % 32
+    }
+
+    /// Whether columns col ..< col + n of one channel and position are contiguous.
+    func isContiguous(column col: Int, count n: Int) -> Bool { packedColumns == nil || col % 32 + n <= 32 }
+}
+
+/// V[ch, q, t - t0] = (B^T d B)[q] for the channels `channels` and tiles t0..<t1, x: [N, C, H, W].
 private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, channels: Range<Int>, t0: Int, t1: Int,
-                                v: UnsafeMutablePointer<Float>, ldv: Int) {
+                                v: UnsafeMutablePointer<Float>, layout: WinogradVLayout) {
     let a = p.alpha, a2 = a * a, m = p.m, lanes = winogradLanes
     // The alpha input rows of a tile row, split by column phase so that lane l of d[i, j] (tile
     // tx0 + g + l) is phases[i, j % m, g + l + j / m]: rows[i, r, k] = x[m ty - 1 + i, m (tx0 + k) - 1 + r].
@@ -247,8 +286,8 @@ private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, chan
         .bindMemory(to: WinogradVector.self, capacity: a2)
     defer { vec.deallocate() }
     let lane = UnsafeMutableRawPointer(vec).assumingMemoryBound(to: Float.self)
+    let stride = layout.positionStride
     for ch in channels {
-        let vc = v + ch * a2 * ldv
         var t = t0
         while t < t1 {
             let img = t / p.tilesPerImage, r = t % p.tilesPerImage, ty = r / p.tilesX, tx0 = r % p.tilesX
@@ -295,12 +334,15 @@ private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, chan
                     for i in 0..<a { winogradInput2(vec + i * a, 1) }
                 }
                 let col = t - t0 + g
-                for q in 0..<a2 {
-                    let dst = vc + q * ldv + col
-                    if live == lanes {
-                        UnsafeMutableRawPointer(dst).storeBytes(of: vec[q], as: WinogradVector.self)
-                    } else {
-                        for l in 0..<live { dst[l] = lane[q * lanes + l] }
+                let dst = v + layout.offset(channel: ch, column: col)
+                if live == lanes && layout.isContiguous(column: col, count: lanes) {
+                    for q in 0..<a2 { UnsafeMutableRawPointer(dst + q * stride).storeBytes(of: vec[q], as: WinogradVector.self) }
+                } else if layout.isContiguous(column: col, count: live) {
+                    for q in 0..<a2 { for l in 0..<live { dst[q * stride + l] = lane[q * lanes + l] } }
+                } else {
+                    for l in 0..<live {
+                        let d = v + layout.offset(channel: ch, column: col + l)
+                        for q in 0..<a2 { d[q * stride] = lane[q * lanes + l] }
                     }
                 }
                 g += live
@@ -468,25 +510,31 @@ func winogradChunkRows(alpha2: Int, c: Int, o: Int, threads: Int) -> Int {
 /// U [alpha^2, O, C] and its packed copy would be 60-240 MB of fresh pages per call (their page
 /// clearing took a sixth of an SD1.5 UNet step). Here V is transformed once, then each worker takes
 /// chunks of output channels: transforms and packs that chunk's filter into a small buffer of its
-/// own, multiplies it at every position, and writes the chunk's output tiles. nil when the tiles
-/// need more than one block (the block path, whose filter is small next to its tiles).
+/// own, multiplies it at every position, and writes the chunk's output tiles. Also taken where V and
+/// M of all tiles are smaller than the block path's buffers (the whole filter and each worker's V
+/// and M blocks): SDXL's 64x64 layers, 47 against 106 MB at 640 channels. nil otherwise (the block
+/// path, whose filter is small next to its tiles).
 /// x: [N, C, H, W], weight: [O, C, 3, 3], bias: [O] or nil -> [N, O, H, W].
 func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: Tensor?) -> Tensor? {
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], o = weight.shape[0]
     guard n * c * h * w > 0 && o > 0 else { return nil }
     let p = WinogradPlan(n: n, c: c, h: h, w: w, o: o, m: tile)
     let target = Swift.max(1, winogradBlockTiles ?? winogradDefaultBlockTiles(c: c, o: o))
-    guard p.tileCount <= target else { return nil }
+    let blocks = (p.tileCount + target - 1) / target
+    let chunkFloats = (c + o) * p.tileCount, blockFloats = o * c + Swift.min(kernelThreadCount, blocks) * (c + o) * target
+    guard p.tileCount <= target || chunkFloats <= blockFloats else { return nil }
     if let bias { precondition(bias.count == o, "conv2dWinograd bias \(bias.shape) for \(o) output channels") }
     let a2 = p.alpha * p.alpha, tiles = p.tileCount, threads = kernelThreadCount
     let out = Tensor(uninitializedShape: [n, o, h, w])
     let dst = out.fresh, b = bias?.base, src = x.base, weights = weight.base
-    // v: [C, alpha^2, tiles], mm: [O, alpha^2, tiles]
-    let workspace = Workspace(count: a2 * (c + o) * tiles + winogradLanes)
+    // v: V in its layout, mm: [O, alpha^2, tiles]
+    let layout = useAVX512GEMM ? WinogradVLayout.packed(alpha2: a2, c: c, tiles: tiles)
+        : .plain(alpha2: a2, c: c, ld: tiles)
+    let workspace = Workspace(count: layout.count + a2 * o * tiles + winogradLanes)
     defer { workspace.release() }
-    let v = workspace.pointer, mm = v + a2 * c * tiles
+    let v = workspace.pointer, mm = v + layout.count
     parallelRanges(c, grain: 1) { r in
-        winogradInputBlock(p, x: src, channels: r, t0: 0, t1: tiles, v: v, ldv: tiles)
+        winogradInputBlock(p, x: src, channels: r, t0: 0, t1: tiles, v: v, layout: layout)
     }
     let rows = winogradChunkRows(alpha2: a2, c: c, o: o, threads: threads)
     let chunks = (o + rows - 1) / rows
@@ -497,8 +545,7 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
         let perPosition = useAVX512GEMM ? jpgen_sgemm_packed_a_floats(rows, c) : rows * c
         let filter = useAVX512GEMM ? nil : WinogradFilterScratch(tile: tile)
         let u = Workspace(count: a2 * perPosition)
-        let scratch = Workspace(count: useAVX512GEMM ? jpgen_sgemm_workspace_floats(rows, tiles, c) : 1)
-        defer { filter?.release(); u.release(); scratch.release() }
+        defer { filter?.release(); u.release() }
         while let chunk = next.claim(below: chunks) {
             let o0 = chunk * rows, live = Swift.min(rows, o - o0)
             if let filter {
@@ -513,8 +560,8 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
                 // M[o0 ..< o0 + live, q, :] = U[q] [live, C] x V[:, q, :] [C, tiles]
                 let out = mm + o0 * a2 * tiles + q * tiles
                 if useAVX512GEMM {
-                    jpgen_sgemm_avx512_packed_a(live, 0, live, tiles, c, 1, u.pointer + q * perPosition, 0,
-                                                v + q * tiles, a2 * tiles, 0, out, a2 * tiles, scratch.pointer)
+                    jpgen_sgemm_avx512_packed_ab(live, 0, live, layout.tiles, 0, tiles, c, 1, u.pointer + q * perPosition,
+                                                 v + q * layout.positionStride, 0, out, a2 * tiles)
                 } else {
                     let a = u.pointer + q * live * c
                     sgemm(transA: false, transB: false, m: live, n: tiles, k: c, a: a, lda: c,
@@ -551,22 +598,22 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
         blocks = ((blocks + threads - 1) / threads) * threads
         let blockTiles = (p.tileCount + blocks - 1) / blocks
         blocks = (p.tileCount + blockTiles - 1) / blockTiles
-        let perWorker = a2 * (c + o) * blockTiles + winogradLanes
+        let layout = WinogradVLayout.plain(alpha2: a2, c: c, ld: blockTiles)
+        let perWorker = layout.count + a2 * o * blockTiles + winogradLanes
         let workers = Swift.min(threads, blocks)
         let workspace = Workspace(count: workers * perWorker)
         defer { workspace.release() }
         let buffers = workspace.pointer
         let next = WinogradBlockCounter()
         parallelWorkersWithSerialBLAS(workers) { worker in
-            let v = buffers + worker * perWorker, mm = v + a2 * c * blockTiles
+            let v = buffers + worker * perWorker, mm = v + layout.count
             let scratch = packed.map { _ in Workspace(count: jpgen_sgemm_workspace_floats(o, blockTiles, c)) }
             defer { scratch?.release() }
             while let block = next.claim(below: blocks) {
                 let t0 = block * blockTiles, t1 = Swift.min(p.tileCount, t0 + blockTiles)
-                winogradInputBlock(p, x: src, channels: 0..<c, t0: t0, t1: t1, v: v, ldv: blockTiles)
+                winogradInputBlock(p, x: src, channels: 0..<c, t0: t0, t1: t1, v: v, layout: layout)
                 winogradMultiply(p, u: u, packed: packed, scratch: scratch?.pointer, v: v, ldv: blockTiles,
-                                 mm: mm, ldm: blockTiles, tiles: t1 - t0,
-                                 positions: stride(from: 0, to: a2, by: 1))
+                                 mm: mm, ldm: blockTiles, tiles: t1 - t0, positions: stride(from: 0, to: a2, by: 1))
                 winogradOutputBlock(p, mm: mm, ldm: blockTiles, channels: 0..<o, t0: t0, t1: t1, bias: b, out: dst)
             }
         }
@@ -574,14 +621,15 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
         // Few tiles: blocks one after another, each step split over threads (channels for the
         // transforms, transform positions for the sgemms).
         let blockTiles = (p.tileCount + blocks - 1) / blocks
-        let workspace = Workspace(count: a2 * (c + o) * blockTiles + winogradLanes)
+        let layout = WinogradVLayout.plain(alpha2: a2, c: c, ld: blockTiles)
+        let workspace = Workspace(count: layout.count + a2 * o * blockTiles + winogradLanes)
         defer { workspace.release() }
         let v = workspace.pointer
-        let mm = v + a2 * c * blockTiles
+        let mm = v + layout.count
         for block in 0..<blocks {
             let t0 = block * blockTiles, t1 = Swift.min(p.tileCount, t0 + blockTiles)
             parallelRanges(c, grain: 1) { r in
-                winogradInputBlock(p, x: src, channels: r, t0: t0, t1: t1, v: v, ldv: blockTiles)
+                winogradInputBlock(p, x: src, channels: r, t0: t0, t1: t1, v: v, layout: layout)
             }
             parallelWorkersWithSerialBLAS(Swift.min(threads, a2)) { worker in
                 let scratch = packed.map { _ in Workspace(count: jpgen_sgemm_workspace_floats(o, blockTiles, c)) }

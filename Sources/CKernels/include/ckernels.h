@@ -67,6 +67,12 @@ void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, l
 void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, long k, float alpha,
                                  const float *a, long lda, const float *packed_b, float beta,
                                  const float *bias, float *c, long ldc, float *workspace);
+/// Both operands packed beforehand (e.g. a Winograd filter and the transformed tiles): rows row0 ..<
+/// row0 + m of packed A (row0 a multiple of 12) times columns col0 ..< col0 + n of packed B (col0 a
+/// multiple of 32) into C = alpha * A B + beta * C; c points at row row0, column col0. No workspace.
+void jpgen_sgemm_avx512_packed_ab(long packed_rows, long row0, long m, long packed_cols, long col0, long n,
+                                  long k, float alpha, const float *packed_a, const float *packed_b, float beta,
+                                  float *c, long ldc);
 /// The Winograd filter U = G g G^T (tile 2 or 4: alpha^2 = 16 or 36 positions) of output channels
 /// o0 ..< o0 + rows of a [O, C, 3, 3] weight, straight into the packed form of jpgen_sgemm_pack_a:
 /// position q's [rows, C] matrix at packed + q * stride (stride >= jpgen_sgemm_packed_a_floats(rows,
