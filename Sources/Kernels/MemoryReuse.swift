@@ -5,8 +5,9 @@
 // grouped in size classes (each at most 1/8 above the request), and hands them to the next request
 // of the same class, so the steady state of a network runs without page faults. Blocks are mapped
 // directly (page aligned, transparent huge pages requested from 2 MiB up) and unmapped when the
-// pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of unused blocks
-// (JPGEN_BUFFER_POOL_MB, default 256; 0 turns reuse off), evicting the oldest first, which bounds
+// pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of unused blocks (by
+// default 256 MiB or 1/24 of the process's resident size, whichever is more; JPGEN_BUFFER_POOL_MB
+// fixes it, 0 turns reuse off), evicting the oldest first, which bounds
 // what reuse adds to a run's peak resident size. 256 against 128 (AVX-512 Xeon, 2026-12-05): SD1.5
 // UNet step 3.62 -> 3.38 s (peak RSS 3706 -> 3831 MB), SDXL 26.4 -> 23.6 s (10736 -> 10878 MB), SD VAE
 // decode 5.31 -> 5.06 s (1123 -> 1256 MB); diffusers' peaks on the same runs: 3936-3997, 10898-11045,
@@ -18,20 +19,41 @@ import Glibc
 #endif
 
 public final class BufferPool: @unchecked Sendable {
-    public static let shared = BufferPool(
-        limitBytes: (Int(ProcessInfo.processInfo.environment["JPGEN_BUFFER_POOL_MB"] ?? "") ?? 256) << 20)
+    public static let shared: BufferPool = {
+        if let mb = Int(ProcessInfo.processInfo.environment["JPGEN_BUFFER_POOL_MB"] ?? "") {
+            return BufferPool(limitBytes: mb << 20)
+        }
+        return BufferPool(limitBytes: 256 << 20, residentDivisor: 24)
+    }()
 
     /// Requests below this go to malloc.
     public static let minimumBytes = 1 << 20
 
-    /// Most bytes of unused blocks kept.
-    public let limitBytes: Int
+    /// Most bytes of unused blocks kept: the fixed limit, or 1/residentDivisor of the process's
+    /// resident size when that is more (read when a block is mapped).
+    public var limitBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return currentLimit
+    }
+    private let fixedLimit, residentDivisor: Int
+    private var resident = 0
+    private var currentLimit: Int { residentDivisor > 0 ? Swift.max(fixedLimit, resident / residentDivisor) : fixedLimit }
     private let lock = NSLock()
     private var idle: [Int: [UnsafeMutableRawPointer]] = [:]    // size class -> unused blocks
     private var order: [(bytes: Int, pointer: UnsafeMutableRawPointer)] = []   // oldest first
     private var idleBytes = 0
 
-    init(limitBytes: Int) { self.limitBytes = max(0, limitBytes) }
+    /// residentDivisor 0: the limit stays limitBytes. Otherwise the pool may also keep 1/residentDivisor
+    /// of what the process holds, so that a large model, whose activations are large too, keeps
+    /// enough of them. 256 MiB was a fifth of SDXL's 64x64 working set, and its blocks there were
+    /// mapped afresh on every use (page clearing: 5% of a step at 1024x1024). With 1/24 (about 440
+    /// MiB for SDXL's 10.4 GB; SD1.5 and the VAE stay at 256 MiB), three runs of each alternated: SDXL
+    /// step 21.2-21.6 -> 21.0-21.3 s (best of 2-3 steps), peak RSS 10460 -> 10625 MB (diffusers: 10904).
+    init(limitBytes: Int, residentDivisor: Int = 0) {
+        fixedLimit = max(0, limitBytes)
+        self.residentDivisor = max(0, residentDivisor)
+    }
 
     /// The block size serving a request of `bytes` (>= minimumBytes): rounded up to a multiple of
     /// an eighth of the request's power of two, so requests within 1/8 share blocks.
@@ -57,17 +79,24 @@ public final class BufferPool: @unchecked Sendable {
             return block
         }
         lock.unlock()
-        return Self.map(size)
+        let block = Self.map(size)
+        if residentDivisor > 0, let bytes = Self.residentBytes() {
+            lock.lock()
+            resident = bytes
+            lock.unlock()
+        }
+        return block
     }
 
     /// Returns a block from `allocate(bytes:)`: kept for reuse while the pool has room, else unmapped.
     public func release(_ block: UnsafeMutableRawPointer, bytes: Int) {
         guard bytes >= Self.minimumBytes else { block.deallocate(); return }
         let size = Self.sizeClass(bytes)
-        guard size <= limitBytes else { Self.unmap(block, size); return }
         var evicted: [(bytes: Int, pointer: UnsafeMutableRawPointer)] = []
         lock.lock()
-        while idleBytes + size > limitBytes, !order.isEmpty {
+        let limit = currentLimit
+        guard size <= limit else { lock.unlock(); Self.unmap(block, size); return }
+        while idleBytes + size > limit, !order.isEmpty {
             let oldest = order.removeFirst()
             if var blocks = idle[oldest.bytes], let index = blocks.firstIndex(of: oldest.pointer) {
                 blocks.remove(at: index)
@@ -99,6 +128,21 @@ public final class BufferPool: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return idleBytes
+    }
+
+    /// The process's resident size (Linux: /proc/self/statm), nil where unknown.
+    static func residentBytes() -> Int? {
+        #if os(Linux)
+        guard let file = fopen("/proc/self/statm", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 128)
+        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+        let fields = String(cString: line).split(separator: " ")   // size resident shared ... (pages)
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+        return nil
+        #endif
     }
 
     private static func map(_ size: Int) -> UnsafeMutableRawPointer {
