@@ -57,6 +57,42 @@ static inline __m512 exp_shifted_avx512(__m512 s, __m512 mb) {
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define UNROLL _Pragma("GCC unroll 16")
+#endif
+
+// O^T rows of the last V^T panel when it has at most R live dimensions (R = 4 or 8): the 12-row
+// kernel would compute 12 rows for them. Head widths 40, 64 and 160 leave 4, 80 leaves 8; with 64,
+// the 12-row kernel spent 72 rows of work on 64 (12% of P V). ap: the panel [kc][12] (rows past R
+// unread), bp: P^T [kc][32], c: rows x 32 of O^T (ldc 32), C = acc.
+#define DEFINE_KERNEL_ROWS_X32(R)                                                                           \
+__attribute__((target("avx512f")))                                                                        \
+static void kernel_##R##x32(long kc, const float *ap, const float *bp, float *c, long rows) {               \
+    __m512 acc[2 * R];                                                                                      \
+    UNROLL                                                                                                  \
+    for (int i = 0; i < 2 * R; i++) acc[i] = _mm512_setzero_ps();                                         \
+    for (long kk = 0; kk < kc; kk++, ap += MR, bp += QB) {                                                  \
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);                                       \
+        UNROLL                                                                                              \
+        for (int r = 0; r < R; r++) {                                                                       \
+            __m512 x = _mm512_set1_ps(ap[r]);                                                               \
+            acc[2 * r] = _mm512_fmadd_ps(x, b0, acc[2 * r]);                                                \
+            acc[2 * r + 1] = _mm512_fmadd_ps(x, b1, acc[2 * r + 1]);                                        \
+        }                                                                                                   \
+    }                                                                                                       \
+    UNROLL                                                                                                  \
+    for (int r = 0; r < R; r++) {                                                                           \
+        if (r < rows) {                                                                                     \
+            _mm512_store_ps(c + r * QB, acc[2 * r]);                                                        \
+            _mm512_store_ps(c + r * QB + 16, acc[2 * r + 1]);                                               \
+        }                                                                                                   \
+    }                                                                                                       \
+}
+DEFINE_KERNEL_ROWS_X32(4)
+DEFINE_KERNEL_ROWS_X32(8)
+
 // Rows of K and V are a head's slice of [tokens, heads * d]: a stride of several KB, which the
 // hardware prefetchers do not follow across pages (the packing loops' loads were a quarter of this
 // file's own time in an SDXL step). Row `row`'s values, AHEAD rows before they are read.
@@ -140,7 +176,9 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
         // O^T = V^T P^T, 12 dimensions at a time; scaled per query and stored transposed.
         for (long p = 0; p < vpanels; p++) {
             long dims = dv - p * MR < MR ? dv - p * MR : MR;
-            jpgen_kernel_12x32(tk, vp + p * tk * MR, pt, ot, QB, MR, QB, 1.f, 0.f, 1, NULL);
+            if (dims <= 4) kernel_4x32(tk, vp + p * tk * MR, pt, ot, dims);
+            else if (dims <= 8) kernel_8x32(tk, vp + p * tk * MR, pt, ot, dims);
+            else jpgen_kernel_12x32(tk, vp + p * tk * MR, pt, ot, QB, MR, QB, 1.f, 0.f, 1, NULL);
             for (long r = 0; r < dims; r++) {
                 _mm512_store_ps(ot + r * QB, _mm512_mul_ps(_mm512_load_ps(ot + r * QB), inv0));
                 _mm512_store_ps(ot + r * QB + 16, _mm512_mul_ps(_mm512_load_ps(ot + r * QB + 16), inv1));

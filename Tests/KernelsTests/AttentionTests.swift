@@ -28,8 +28,8 @@ final class AttentionTests: XCTestCase {
     }
 
     func testFusedHeadsAndChunkedPathUnmasked() {
-        // Ragged 32-query blocks and 12-key panels, SD1.5's head width 40 and SDXL's 64, a value
-        // width that is not a multiple of 12, one key, shared key/value batches, a long row whose
+        // Ragged 32-query blocks and 12-key panels, SD1.5's head widths 40 and 80 and SDXL's 64 (V's
+        // last panel with 4 and 8 live rows), value widths that are not a multiple of 12, one key, shared key/value batches, a long row whose
         // scores span hundreds (the fused head's exp down to its underflow). Without AVX-512
         // both runs take the chunked path.
         defer { fusedAttentionEnabled = true }
@@ -38,6 +38,8 @@ final class AttentionTests: XCTestCase {
             check(b: 2, tq: 100, tk: 77, heads: 2, d: 40, dv: 40, kvBatch: 2, maskShape: nil, scale: nil, seed: 210)
             check(b: 2, tq: 33, tk: 130, heads: 3, d: 64, dv: 13, kvBatch: 1, maskShape: nil, scale: 0.2, seed: 211)
             check(b: 1, tq: 5, tk: 1, heads: 1, d: 3, dv: 7, kvBatch: 1, maskShape: nil, scale: nil, seed: 212)
+            // SD1.5's head width 80: the last 12-dimension panel of V has 8 live rows
+            check(b: 1, tq: 45, tk: 50, heads: 2, d: 80, dv: 80, kvBatch: 1, maskShape: nil, scale: nil, seed: 214)
             // a long key row with scale 1: scores spread over hundreds, most weights underflow to 0
             check(b: 1, tq: 40, tk: 1100, heads: 1, d: 64, dv: 64, kvBatch: 1, maskShape: nil, scale: 1, seed: 213)
         }
