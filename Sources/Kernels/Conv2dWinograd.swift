@@ -17,8 +17,9 @@
 // single-threaded sgemm; blocks claimed one at a time so a descheduled worker does not hold up the
 // others), or, with fewer blocks than threads, one after another with the channels and positions
 // split over threads. A per-call filter whose tiles all fit one block (low resolution, many
-// channels) is never made whole: workers transform, pack and multiply it a chunk of output channels
-// at a time (`conv2dWinogradByOutputChunks`).
+// channels), or whose whole V and M take less memory than the filter and the blocks' buffers, is
+// never made whole: workers transform, pack and multiply it a chunk of output channels at a time
+// against V in the micro-kernel's packed form (`conv2dWinogradByOutputChunks`).
 
 import CKernels
 import Foundation
