@@ -42,6 +42,27 @@ final class BufferPoolTests: XCTestCase {
         XCTAssertEqual(pool.heldBytes, 0)
     }
 
+    func testLimitFollowsTheResidentSizeWhenAsked() {
+        #if os(Linux)
+        let resident = try? XCTUnwrap(BufferPool.residentBytes())
+        XCTAssertGreaterThan(resident ?? 0, 4 << 20, "the test process holds more than 4 MiB")
+        // Divisor 1: the limit becomes the whole resident size once a block has been mapped.
+        let growing = BufferPool(limitBytes: 1 << 20, residentDivisor: 1)
+        XCTAssertEqual(growing.limitBytes, 1 << 20)
+        let block = growing.allocate(bytes: 2 << 20)
+        XCTAssertGreaterThan(growing.limitBytes, 4 << 20)
+        growing.release(block, bytes: 2 << 20)
+        XCTAssertEqual(growing.heldBytes, BufferPool.sizeClass(2 << 20), "kept under the grown limit")
+        growing.drain()
+        // Divisor 0: the fixed limit stays, and a block over it is not kept.
+        let fixed = BufferPool(limitBytes: 1 << 20)
+        let other = fixed.allocate(bytes: 2 << 20)
+        XCTAssertEqual(fixed.limitBytes, 1 << 20)
+        fixed.release(other, bytes: 2 << 20)
+        XCTAssertEqual(fixed.heldBytes, 0)
+        #endif
+    }
+
     func testTensorsRecycleTheirStorage() {
         let count = 2 << 20    // 8 MiB of floats
         var pointer: UnsafeMutablePointer<Float>?
