@@ -6,6 +6,7 @@
 // e^{-x^2} from exp_avx512.h (Cephes' polynomial, 2^n applied by vscalefps).
 #include "ckernels.h"
 #include "exp_avx512.h"
+#include "sgemm_avx512_kernel.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -31,18 +32,18 @@ static inline __m512 geglu16(__m512 a, __m512 g) {
 }
 
 __attribute__((target("avx512f")))
-static void geglu_rows_avx512(const float *x, long rows, long f, float *out) {
-    for (long row = 0; row < rows; row++) {
-        const float *a = x + row * 2 * f, *g = a + f;
-        float *o = out + row * f;
-        long j = 0;
-        for (; j + 16 <= f; j += 16)
-            _mm512_storeu_ps(o + j, geglu16(_mm512_loadu_ps(a + j), _mm512_loadu_ps(g + j)));
-        if (j < f) {
-            __mmask16 m = (__mmask16)((1u << (f - j)) - 1u);
-            _mm512_mask_storeu_ps(o + j, m, geglu16(_mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, g + j)));
-        }
+void jpgen_geglu_span_avx512(const float *a, const float *g, long n, float *o) {
+    long j = 0;
+    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(o + j, geglu16(_mm512_loadu_ps(a + j), _mm512_loadu_ps(g + j)));
+    if (j < n) {
+        __mmask16 m = (__mmask16)((1u << (n - j)) - 1u);
+        _mm512_mask_storeu_ps(o + j, m, geglu16(_mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, g + j)));
     }
+}
+
+__attribute__((target("avx512f")))
+static void geglu_rows_avx512(const float *x, long rows, long f, float *out) {
+    for (long row = 0; row < rows; row++) jpgen_geglu_span_avx512(x + row * 2 * f, x + row * 2 * f + f, f, out + row * f);
 }
 #endif
 

@@ -359,6 +359,79 @@ static void gemm_k_inner(long m, long n, long k, float alpha, const float *a, lo
 }
 #endif
 
+#if defined(__x86_64__)
+// GEGLU fused into its projection: out [m, f] = h * gelu(g) with [h | g] = A W^T + bias, W [2f, k] packed
+// beforehand (f a multiple of 32, so the gate's panels start on a panel). gemm_k_inner's loops, with the
+// hidden strip j and the gate strip f + j computed one after the other into two tiles of the workspace
+// and combined at once: the [m, 2f] projection (SDXL: 40 MB per 1024 tokens) is never written, read
+// back or paged in. The products are the same kernel calls in the same order as the unfused path's, so
+// the result is bit for bit that of `linear` and then `geglu`.
+static void geglu_k_inner(long m, long f, long k, const float *a, long lda, const float *packed_b,
+                          const float *bias, float *out, long ldo, float *ws) {
+    long blocks = (m + MC - 1) / MC, mblock = round_up((m + blocks - 1) / blocks, MR);
+    long padded_cols = round_up(2 * f, NR), mc_max = round_up(min_l(m, mblock), MR);
+    float *pa = ws;                                    // [k / KC][mc_max / MR][kc][MR]
+    float *tile_h = ws + round_up(mc_max * k, 16);     // [mc_max][32] each
+    float *tile_g = tile_h + mc_max * NR;
+    for (long ic = 0; ic < m; ic += mblock) {
+        long mc = min_l(mblock, m - ic), tiles = (mc + MR - 1) / MR;
+        for (long pc = 0; pc < k; pc += KC) {
+            long kc = min_l(KC, k - pc);
+            for (long ir = 0; ir < mc; ir += MR)
+                pack_a_panel(0, a, lda, ic + ir, min_l(MR, mc - ir), pc, kc, pa + pc * mc_max + (ir / MR) * kc * MR);
+        }
+        for (long jr = 0; jr < f; jr += NR) {
+            long cols = min_l(NR, f - jr);
+            for (int half = 0; half < 2; half++) {
+                long col = half * f + jr, panel = col / NR;
+                float *tile = half ? tile_g : tile_h;
+                for (long pc = 0; pc < k; pc += KC) {
+                    long kc = min_l(KC, k - pc);
+                    const float *bpanel = packed_b + pc * padded_cols + panel * kc * NR;
+                    // the next B panel into L2: the next k block, else the other half's (or the next
+                    // strip's) first
+                    long next_panel = panel, next_pc = pc + KC;
+                    if (next_pc >= k) {
+                        next_pc = 0;
+                        next_panel = half ? (jr + NR) / NR : (f + jr) / NR;
+                        if (half && jr + NR >= f) next_panel = -1;
+                    }
+                    long next_kc = min_l(KC, k - next_pc), lines = next_panel >= 0 ? next_kc * NR / 16 : 0;
+                    const char *next = (const char *)(packed_b + next_pc * padded_cols + (next_panel >= 0 ? next_panel : 0) * next_kc * NR);
+                    for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
+                        long count;
+                        const char *pf = prefetch_part(next, lines, tiles, t, &count);
+                        kernel_12x32(kc, pa + pc * mc_max + (ir / MR) * kc * MR, bpanel, tile + ir * NR, NR,
+                                     min_l(MR, mc - ir), cols, 1.f, 0.f, pc == 0, bias ? bias + col : NULL, pf, count);
+                    }
+                }
+            }
+            for (long r = 0; r < mc; r++)
+                jpgen_geglu_span_avx512(tile_h + r * NR, tile_g + r * NR, cols, out + (ic + r) * ldo + jr);
+        }
+    }
+}
+#endif
+
+long jpgen_linear_geglu_workspace_floats(long m, long k) {
+    long mc = round_up(min_l(m, MC), MR);
+    return mc * k + 2 * mc * NR + 48;   // + alignment slack (both regions start on 64 bytes)
+}
+
+int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, const float *packed_b,
+                              const float *bias, float *out, long ldo, float *workspace) {
+#if defined(__x86_64__)
+    if (!jpgen_sgemm_avx512_available() || f % NR != 0 || k <= 0) return 0;
+    if (m > 0 && f > 0)
+        geglu_k_inner(m, f, k, a, lda, packed_b, bias, out, ldo,
+                      (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63));
+    return 1;
+#else
+    (void)m; (void)f; (void)k; (void)a; (void)lda; (void)packed_b; (void)bias; (void)out; (void)ldo; (void)workspace;
+    return 0;
+#endif
+}
+
 // The blocked loops for every entry point: A either packed here, block by block (a, lda,
 // trans_a), or packed beforehand by jpgen_sgemm_pack_a (packed != NULL: the whole matrix of
 // packed_rows rows, of which this call computes rows row0 .. row0 + m); likewise B. bias (NULL or

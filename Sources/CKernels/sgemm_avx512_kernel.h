@@ -1,4 +1,5 @@
-// The AVX-512 micro-kernel of sgemm_avx512.c, shared with attention_avx512.c (CKernels-internal).
+// The AVX-512 micro-kernel of sgemm_avx512.c, shared with attention_avx512.c, and geglu.c's span for
+// sgemm_avx512.c's fused GEGLU projection (CKernels-internal).
 #ifndef JPGEN_SGEMM_AVX512_KERNEL_H
 #define JPGEN_SGEMM_AVX512_KERNEL_H
 
@@ -8,5 +9,8 @@
 /// on CPUs with AVX-512F.
 void jpgen_kernel_12x32(long kc, const float *ap, const float *bp, float *c, long ldc, long rows,
                         long cols, float alpha, float beta, int first, const float *bias);
+
+/// out[j] = a[j] * gelu(g[j]) for j < n (erf GELU), from geglu.c; AVX-512F only.
+void jpgen_geglu_span_avx512(const float *a, const float *g, long n, float *out);
 
 #endif

@@ -74,6 +74,13 @@ public struct LinearWeights {
         case .gemmPacked(let p): return linear(x, gemmPacked: p, bias: bias)
         }
     }
+
+    /// diffusers' GEGLU on this projection: x [..., in] -> [..., out / 2] = h * gelu(g), [h | g] = self(x);
+    /// fused into the product (`linearGEGLU`) where the weight is kept in the AVX-512 sgemm's panels.
+    public func geglu(_ x: Tensor) -> Tensor {
+        if case .gemmPacked(let p) = storage, let out = linearGEGLU(x, gemmPacked: p, bias: bias) { return out }
+        return Kernels.geglu(callAsFunction(x))
+    }
 }
 
 /// A `torch.nn.LayerNorm` over the last dimension.

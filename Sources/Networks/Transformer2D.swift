@@ -68,7 +68,7 @@ public struct BasicTransformerBlock {
         var h = x
         h += attn1(norm1(h))
         h += attn2(norm2(h), context: context)
-        h += ffOut(geglu(ffIn(norm3(h))))
+        h += ffOut(ffIn.geglu(norm3(h)))
         return h
     }
 }

@@ -74,4 +74,45 @@ final class PackedLinearTests: XCTestCase {
         // (a product this small goes to OpenBLAS through sgemm: equal within rounding only)
         assertClose(y, linear(x, weight: w, bias: nil), tol: 2e-6 * 64, "leading dimensions")
     }
+
+    /// GEGLU fused into its projection: bit for bit the projection and then `geglu`, and close to a
+    /// naive GEGLU in Double; row counts on one thread and split over threads, one and several k blocks,
+    /// hidden and gate strips in one row block and in several; nil where out / 2 is not a multiple of 32.
+    func testFusedGEGLUMatchesProjectionThenGEGLU() throws {
+        var rng = SeededGenerator(seed: 17)
+        guard GemmPackedWeight(randomTensor([64, 64], &rng)) != nil else {
+            throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
+        }
+        for (m, k, f) in [(1, 64, 32), (13, 300, 96), (250, 40, 64), (530, 320, 160), (77, 700, 32)] {
+            let x = randomTensor([m, k], &rng), w = randomTensor([2 * f, k], &rng), b = randomTensor([2 * f], &rng)
+            let packed = try XCTUnwrap(GemmPackedWeight(w))
+            for bias in [b, nil] {
+                let what = "m \(m) k \(k) f \(f) bias \(bias != nil)"
+                let fused = try XCTUnwrap(linearGEGLU(x, gemmPacked: packed, bias: bias), what)
+                XCTAssertEqual(fused.shape, [m, f], what)
+                XCTAssertEqual(fused.scalars, geglu(linear(x, gemmPacked: packed, bias: bias)).scalars, what)
+                // naive, in Double: h * gelu(g) with the exact erf GELU
+                let xs = x.scalars, ws = w.scalars, bs = bias?.scalars
+                var want = [Float](repeating: 0, count: m * f)
+                for r in 0..<m {
+                    for j in 0..<f {
+                        var h = Double(bs?[j] ?? 0), g = Double(bs?[f + j] ?? 0)
+                        for kk in 0..<k {
+                            let xv = Double(xs[r * k + kk])
+                            h += xv * Double(ws[j * k + kk])
+                            g += xv * Double(ws[(f + j) * k + kk])
+                        }
+                        want[r * f + j] = Float(h * 0.5 * g * (1 + erf(g / 2.0.squareRoot())))
+                    }
+                }
+                assertClose(fused, Tensor(shape: [m, f], data: want), tol: 4e-6 * Float(k), what + " vs naive")
+            }
+        }
+        // leading dimensions are kept; 2 x 40 outputs (f = 40) is refused
+        let x = randomTensor([2, 3, 64], &rng)
+        let y = try XCTUnwrap(linearGEGLU(x, gemmPacked: try XCTUnwrap(GemmPackedWeight(randomTensor([128, 64], &rng))),
+                                          bias: nil))
+        XCTAssertEqual(y.shape, [2, 3, 64])
+        XCTAssertNil(linearGEGLU(x, gemmPacked: try XCTUnwrap(GemmPackedWeight(randomTensor([80, 64], &rng))), bias: nil))
+    }
 }
