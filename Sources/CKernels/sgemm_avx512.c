@@ -314,6 +314,16 @@ static inline const char *prefetch_part(const char *next, long lines, long parts
     return next + 64 * first;
 }
 
+// Rows [i0, i0 + mc) of A [m, k] packed for every k block at once into pa: block pc at pa + pc * mc_max,
+// its 12-row panels [kc][12] one after another (the layout of gemm_k_inner and geglu_k_inner).
+static void pack_a_row_block(const float *a, long lda, long i0, long mc, long k, long mc_max, float *pa) {
+    for (long pc = 0; pc < k; pc += KC) {
+        long kc = min_l(KC, k - pc);
+        for (long ir = 0; ir < mc; ir += MR)
+            pack_a_panel(0, a, lda, i0 + ir, min_l(MR, mc - ir), pc, kc, pa + pc * mc_max + (ir / MR) * kc * MR);
+    }
+}
+
 // For B packed beforehand (a linear layer's weight) and K <= KI: the row block's A is packed for every
 // k block at once (at most 240 x 1280 floats, L2), and each 32-column strip of C takes all its k
 // blocks in turn while its tiles are in cache, so C goes to memory once instead of once per k block
@@ -326,11 +336,7 @@ static void gemm_k_inner(long m, long n, long k, float alpha, const float *a, lo
     float *pa = ws;                                    // [k / KC][mc_max / MR][kc][MR]
     for (long ic = 0; ic < m; ic += mblock) {
         long mc = min_l(mblock, m - ic);
-        for (long pc = 0; pc < k; pc += KC) {
-            long kc = min_l(KC, k - pc);
-            for (long ir = 0; ir < mc; ir += MR)
-                pack_a_panel(0, a, lda, ic + ir, min_l(MR, mc - ir), pc, kc, pa + pc * mc_max + (ir / MR) * kc * MR);
-        }
+        pack_a_row_block(a, lda, ic, mc, k, mc_max, pa);
         for (long jr = 0; jr < n; jr += NR) {
             long cols = min_l(NR, n - jr), panel = (col0 + jr) / NR;
             for (long pc = 0; pc < k; pc += KC) {
@@ -375,11 +381,7 @@ static void geglu_k_inner(long m, long f, long k, const float *a, long lda, cons
     float *tile_g = tile_h + mc_max * NR;
     for (long ic = 0; ic < m; ic += mblock) {
         long mc = min_l(mblock, m - ic), tiles = (mc + MR - 1) / MR;
-        for (long pc = 0; pc < k; pc += KC) {
-            long kc = min_l(KC, k - pc);
-            for (long ir = 0; ir < mc; ir += MR)
-                pack_a_panel(0, a, lda, ic + ir, min_l(MR, mc - ir), pc, kc, pa + pc * mc_max + (ir / MR) * kc * MR);
-        }
+        pack_a_row_block(a, lda, ic, mc, k, mc_max, pa);
         for (long jr = 0; jr < f; jr += NR) {
             long cols = min_l(NR, f - jr);
             for (int half = 0; half < 2; half++) {
@@ -388,16 +390,17 @@ static void geglu_k_inner(long m, long f, long k, const float *a, long lda, cons
                 for (long pc = 0; pc < k; pc += KC) {
                     long kc = min_l(KC, k - pc);
                     const float *bpanel = packed_b + pc * padded_cols + panel * kc * NR;
-                    // the next B panel into L2: the next k block, else the other half's (or the next
-                    // strip's) first
+                    // the next B panel into L2: the next k block, else the gate's first (after the
+                    // hidden strip) or the next strip's (after the gate), none after the last
                     long next_panel = panel, next_pc = pc + KC;
                     if (next_pc >= k) {
                         next_pc = 0;
-                        next_panel = half ? (jr + NR) / NR : (f + jr) / NR;
-                        if (half && jr + NR >= f) next_panel = -1;
+                        next_panel = half ? (jr + NR < f ? (jr + NR) / NR : -1) : (f + jr) / NR;
                     }
-                    long next_kc = min_l(KC, k - next_pc), lines = next_panel >= 0 ? next_kc * NR / 16 : 0;
-                    const char *next = (const char *)(packed_b + next_pc * padded_cols + (next_panel >= 0 ? next_panel : 0) * next_kc * NR);
+                    long next_kc = min_l(KC, k - next_pc);
+                    const char *next = next_panel < 0 ? NULL
+                        : (const char *)(packed_b + next_pc * padded_cols + next_panel * next_kc * NR);
+                    long lines = next ? next_kc * NR / 16 : 0;
                     for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
                         long count;
                         const char *pf = prefetch_part(next, lines, tiles, t, &count);

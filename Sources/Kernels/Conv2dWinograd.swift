@@ -261,8 +261,6 @@ struct WinogradVLayout {
                                alpha2: alpha2, packedColumns: (tiles + 31) / 32 * 32, kBlock: jpgen_sgemm_k_block())
     }
 
-    var isPacked: Bool { packedColumns != nil }
-
     /// Offset of V[ch, 0, col].
     func offset(channel ch: Int, column col: Int) -> Int {
         guard let padded = packedColumns else { return ch * alpha2 * ld + col }

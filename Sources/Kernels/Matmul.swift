@@ -67,17 +67,12 @@ func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
                  bias: UnsafePointer<Float>? = nil) {
     precondition(packedB == nil || !transA, "sgemmAVX512: a packed B needs A untransposed")
     precondition(bias == nil || packedB != nil, "sgemmAVX512: a bias goes with a packed B")
-    let threads = serialBLASDepth > 0 ? 1 : max(1, min(kernelThreadCount, m * n * max(k, 1) / gemmWorkPerThread))
+    let threads = gemmThreads(work: m * n * max(k, 1))
     // With B packed beforehand only A is packed here: cutting the rows gives each thread half of A to
     // pack (cutting the columns, every thread packs all of A), as long as each keeps enough rows for
     // the B panels' reuse.
     let splitRows = packedB != nil ? m >= 240 * threads : m >= n
-    let unit = splitRows ? 12 : 32
-    let units = ((splitRows ? m : n) + unit - 1) / unit
-    let parts = min(threads, units)
-    func run(_ part: Int) {
-        let lo = part * units / parts * unit, hi = min((part + 1) * units / parts * unit, splitRows ? m : n)
-        guard lo < hi else { return }
+    forEachGemmPart(splitRows ? m : n, unit: splitRows ? 12 : 32, threads: threads) { lo, hi in
         let pm = splitRows ? hi - lo : m, pn = splitRows ? n : hi - lo
         let workspace = Workspace(count: jpgen_sgemm_workspace_floats(pm, pn, k))
         defer { workspace.release() }
@@ -93,7 +88,23 @@ func sgemmAVX512(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Floa
                                cp, ldc, workspace.pointer)
         }
     }
-    if parts == 1 {
+}
+
+/// Threads for a product of `work` multiply-adds: one inside a serial-BLAS region, else one per
+/// gemmWorkPerThread, at most kernelThreadCount.
+func gemmThreads(work: Int) -> Int {
+    serialBLASDepth > 0 ? 1 : max(1, min(kernelThreadCount, work / gemmWorkPerThread))
+}
+
+/// 0 ..< count cut into at most `threads` parts of whole `unit`s (the micro-kernel's 12 rows or 32
+/// columns), body(lo, hi) for each: on the caller when there is one part, else one per thread.
+func forEachGemmPart(_ count: Int, unit: Int, threads: Int, _ body: (_ lo: Int, _ hi: Int) -> Void) {
+    let units = (count + unit - 1) / unit, parts = min(threads, units)
+    func run(_ part: Int) {
+        let lo = part * units / parts * unit, hi = min((part + 1) * units / parts * unit, count)
+        if lo < hi { body(lo, hi) }
+    }
+    if parts <= 1 {
         run(0)
     } else {
         DispatchQueue.concurrentPerform(iterations: parts, execute: run)

@@ -7,7 +7,6 @@
 // For thousands of rows (UNet attention) OpenBLAS is as fast or faster, so layers opt in.
 
 import CKernels
-import Dispatch
 
 /// A linear layer's weight [out, in] (PyTorch's layout), packed for `linear(_:packed:bias:)`.
 public struct PackedLinearWeight {
@@ -123,31 +122,22 @@ public func linear(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tenso
 /// [h | g] = x weight^T + bias. The AVX-512 kernel computes each 32-column strip of h and of g into a
 /// small tile and combines them at once, so the [..., out] projection is never written (SDXL: 40 MB per
 /// 1024 tokens, and its GEGLU pass was 0.9% of a step). Bit for bit `geglu(linear(x, gemmPacked:))`.
-/// nil where it does not apply (out / 2 not a multiple of 32): use the two steps.
+/// nil where it does not apply (out / 2 not a multiple of 32, or no inputs): use the two steps.
 public func linearGEGLU(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tensor?) -> Tensor? {
     let twoF = weight.outFeatures, k = weight.inFeatures, f = twoF / 2
-    guard twoF % 64 == 0 else { return nil }
+    guard twoF % 64 == 0 && k > 0 else { return nil }
     precondition(x.rank >= 1 && x.shape[x.rank - 1] == k,
                  "linear input \(x.shape) does not end in \(k) (weight [\(twoF), \(k)])")
     if let bias { precondition(bias.count == twoF, "linear bias \(bias.shape) for \(twoF) outputs") }
     let rows = x.count / Swift.max(k, 1)
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
     if rows == 0 || f == 0 { return out }
-    let threads = serialBLASDepth > 0 ? 1 : Swift.max(1, Swift.min(kernelThreadCount, rows * twoF * Swift.max(k, 1) / gemmWorkPerThread))
-    let units = (rows + 11) / 12, parts = Swift.min(threads, units)
     let a = x.base, dst = out.fresh, panels = weight.panels.base, b = bias?.base
-    func run(_ part: Int) {
-        let lo = part * units / parts * 12, hi = Swift.min((part + 1) * units / parts * 12, rows)
-        guard lo < hi else { return }
+    forEachGemmPart(rows, unit: 12, threads: gemmThreads(work: rows * twoF * k)) { lo, hi in
         let workspace = Workspace(count: jpgen_linear_geglu_workspace_floats(hi - lo, k))
         defer { workspace.release() }
         let done = jpgen_linear_geglu_packed(hi - lo, f, k, a + lo * k, k, panels, b, dst + lo * f, f, workspace.pointer)
         precondition(done != 0, "linearGEGLU: the AVX-512 kernel refused f = \(f)")
-    }
-    if parts == 1 {
-        run(0)
-    } else {
-        DispatchQueue.concurrentPerform(iterations: parts, execute: run)
     }
     return out
 }
