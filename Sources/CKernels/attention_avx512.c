@@ -27,7 +27,7 @@ long jpgen_attention_workspace_floats(long tk, long d, long dv) {
     long vp = round_up(dv, MR) * tk;         // V^T panels [dv/12][tk][12]
     long qp = d * QB;                        // Q^T [d][32]
     long pt = tk * QB;                       // P^T [tk][32]
-    long ot = MR * QB;                       // one O^T tile [12][32]
+    long ot = round_up(dv, MR) * QB;         // O^T [dv][32]
     return kp + vp + qp + pt + ot + 5 * 16;  // + alignment slack
 }
 
@@ -114,53 +114,39 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
     float *qp = align64(vp + vpanels * tk * MR);
     float *pt = align64(qp + d * QB);
     float *ot = align64(pt + tk * QB);
-    // K panels: kp[p][c][r] = K[12p + r][c] (zero past tk).
+    // K panels: kp[p][c][r] = K[12p + r][c] (zero past tk), the micro-kernel's A panels of K; the
+    // next panel's rows are prefetched meanwhile.
     for (long p = 0; p < kpanels; p++) {
-        float *dst = kp + p * d * MR;
-        for (long r = 0; r < MR; r++) {
-            long key = p * MR + r;
-            if (key < tk) {
-                const float *src = k + key * ldk;
-                prefetch_row(k, ldk, key + AHEAD, tk, d);
-                for (long c = 0; c < d; c++) dst[c * MR + r] = src[c];
-            } else {
-                for (long c = 0; c < d; c++) dst[c * MR + r] = 0.f;
-            }
-        }
+        for (long r = 0; r < MR; r++) prefetch_row(k, ldk, (p + 1) * MR + r, tk, d);
+        jpgen_pack_a_panel(0, k, ldk, p * MR, tk - p * MR < MR ? tk - p * MR : MR, 0, d, kp + p * d * MR);
     }
     // V^T panels: vp[p][j][r] = V[j][12p + r] (zero past dv), one pass over V's rows.
     for (long j = 0; j < tk; j++) {
         const float *src = v + j * ldv;
         prefetch_row(v, ldv, j + AHEAD, tk, dv);
         for (long p = 0; p < vpanels; p++) {
-            float *dst = vp + p * tk * MR + j * MR;
             long dims = dv - p * MR < MR ? dv - p * MR : MR;
-            for (long r = 0; r < dims; r++) dst[r] = src[p * MR + r];
-            for (long r = dims; r < MR; r++) dst[r] = 0.f;
+            _mm512_mask_storeu_ps(vp + p * tk * MR + j * MR, (__mmask16)0x0FFF,
+                                  _mm512_maskz_loadu_ps((__mmask16)((1u << dims) - 1u), src + p * MR));
         }
     }
     for (long q0 = 0; q0 < tq; q0 += QB) {
         long queries = tq - q0 < QB ? tq - q0 : QB;
-        // Q^T for these queries: qp[c][i] = Q[q0 + i][c] (zero past tq).
-        for (long i = 0; i < QB; i++) {
-            if (i < queries) {
-                const float *src = q + (q0 + i) * ldq;
-                for (long c = 0; c < d; c++) qp[c * QB + i] = src[c];
-            } else {
-                for (long c = 0; c < d; c++) qp[c * QB + i] = 0.f;
-            }
-        }
-        // S^T = scale * K Q^T, straight into P^T's rows.
+        // Q^T for these queries: qp[c][i] = Q[q0 + i][c] (zero past tq), a B panel of Q^T.
+        jpgen_pack_b_panel(1, q + q0 * ldq, ldq, 0, queries, 0, d, qp);
+        // S^T = scale * K Q^T, straight into P^T's rows; each query's maximum over the keys is taken
+        // from each tile while it is in L1.
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
         for (long p = 0; p < kpanels; p++) {
             long rows = tk - p * MR < MR ? tk - p * MR : MR;
-            jpgen_kernel_12x32(d, kp + p * d * MR, qp, pt + p * MR * QB, QB, rows, QB, scale, 0.f, 1, NULL);
+            float *tile = pt + p * MR * QB;
+            jpgen_kernel_12x32(d, kp + p * d * MR, qp, tile, QB, rows, QB, scale, 0.f, 1, NULL);
+            for (long r = 0; r < rows; r++) {
+                m0 = _mm512_max_ps(m0, _mm512_load_ps(tile + r * QB));
+                m1 = _mm512_max_ps(m1, _mm512_load_ps(tile + r * QB + 16));
+            }
         }
-        // Column-wise softmax (unnormalised): max over keys, then exp and sum.
-        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
-        for (long j = 0; j < tk; j++) {
-            m0 = _mm512_max_ps(m0, _mm512_load_ps(pt + j * QB));
-            m1 = _mm512_max_ps(m1, _mm512_load_ps(pt + j * QB + 16));
-        }
+        // Column-wise softmax (unnormalised): exp and sum.
         __m512 s0 = _mm512_setzero_ps(), s1 = s0;
         __m512 mb0 = _mm512_mul_ps(m0, _mm512_set1_ps(1.44269504088896341f));
         __m512 mb1 = _mm512_mul_ps(m1, _mm512_set1_ps(1.44269504088896341f));
@@ -173,21 +159,19 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
             s1 = _mm512_add_ps(s1, e1);
         }
         __m512 inv0 = _mm512_div_ps(_mm512_set1_ps(1.f), s0), inv1 = _mm512_div_ps(_mm512_set1_ps(1.f), s1);
-        // O^T = V^T P^T, 12 dimensions at a time; scaled per query and stored transposed.
+        // O^T = V^T P^T, 12 dimensions at a time, scaled per query; then stored transposed into O's rows.
         for (long p = 0; p < vpanels; p++) {
             long dims = dv - p * MR < MR ? dv - p * MR : MR;
-            if (dims <= 4) kernel_4x32(tk, vp + p * tk * MR, pt, ot, dims);
-            else if (dims <= 8) kernel_8x32(tk, vp + p * tk * MR, pt, ot, dims);
-            else jpgen_kernel_12x32(tk, vp + p * tk * MR, pt, ot, QB, MR, QB, 1.f, 0.f, 1, NULL);
+            float *tile = ot + p * MR * QB;
+            if (dims <= 4) kernel_4x32(tk, vp + p * tk * MR, pt, tile, dims);
+            else if (dims <= 8) kernel_8x32(tk, vp + p * tk * MR, pt, tile, dims);
+            else jpgen_kernel_12x32(tk, vp + p * tk * MR, pt, tile, QB, MR, QB, 1.f, 0.f, 1, NULL);
             for (long r = 0; r < dims; r++) {
-                _mm512_store_ps(ot + r * QB, _mm512_mul_ps(_mm512_load_ps(ot + r * QB), inv0));
-                _mm512_store_ps(ot + r * QB + 16, _mm512_mul_ps(_mm512_load_ps(ot + r * QB + 16), inv1));
-            }
-            for (long i = 0; i < queries; i++) {
-                float *dst = out + (q0 + i) * ldo + p * MR;
-                for (long r = 0; r < dims; r++) dst[r] = ot[r * QB + i];
+                _mm512_store_ps(tile + r * QB, _mm512_mul_ps(_mm512_load_ps(tile + r * QB), inv0));
+                _mm512_store_ps(tile + r * QB + 16, _mm512_mul_ps(_mm512_load_ps(tile + r * QB + 16), inv1));
             }
         }
+        jpgen_transpose_avx512(ot, QB, dv, queries, out + q0 * ldo, ldo);
     }
 }
 #else

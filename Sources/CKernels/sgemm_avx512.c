@@ -177,6 +177,36 @@ static void pack_b_cols_avx512(const float *b, long ldb, long j0, long cols, lon
         _mm512_storeu_ps(dst + kk * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
     }
 }
+
+// pack_a_panel for A stored [k, m] (op(A) = A^T: for each k, the panel's rows contiguous): one
+// masked vector per k.
+__attribute__((target("avx512f")))
+static void pack_a_cols_avx512(const float *a, long lda, long i0, long rows, long k0, long kc, float *dst) {
+    __mmask16 m = (__mmask16)((1u << rows) - 1u);   // rows <= 12; the panel's other rows are zero
+    const float *src = a + k0 * lda + i0;
+    for (long kk = 0; kk < kc; kk++, src += lda)
+        _mm512_mask_storeu_ps(dst + kk * MR, (__mmask16)0x0FFF, _mm512_maskz_loadu_ps(m, src));
+}
+
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: 16 x 16 blocks through transpose16,
+// masked at the edges.
+__attribute__((target("avx512f")))
+void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd) {
+    __m512 r[16];
+    for (long i0 = 0; i0 < rows; i0 += 16) {
+        long ni = rows - i0 < 16 ? rows - i0 : 16;
+        __mmask16 mi = ni == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << ni) - 1u);
+        for (long j0 = 0; j0 < cols; j0 += 16) {
+            long nj = cols - j0 < 16 ? cols - j0 : 16;
+            __mmask16 mj = nj == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nj) - 1u);
+            UNROLL
+            for (long i = 0; i < 16; i++)
+                r[i] = i < ni ? _mm512_maskz_loadu_ps(mj, src + (i0 + i) * lds + j0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (long j = 0; j < nj; j++) _mm512_mask_storeu_ps(dst + (j0 + j) * ldd + i0, mi, r[j]);
+        }
+    }
+}
 #endif
 
 static int avx512_packing(void) {
@@ -189,7 +219,10 @@ static int avx512_packing(void) {
 
 static void pack_a_panel(int trans_a, const float *a, long lda, long i0, long rows, long k0, long kc, float *dst) {
 #if defined(__x86_64__)
-    if (!trans_a && avx512_packing()) { pack_a_rows_avx512(a, lda, i0, rows, k0, kc, dst); return; }
+    if (avx512_packing()) {
+        if (trans_a) pack_a_cols_avx512(a, lda, i0, rows, k0, kc, dst); else pack_a_rows_avx512(a, lda, i0, rows, k0, kc, dst);
+        return;
+    }
 #endif
     pack_a_panel_scalar(trans_a, a, lda, i0, rows, k0, kc, dst);
 }
@@ -202,6 +235,14 @@ static void pack_b_panel(int trans_b, const float *b, long ldb, long j0, long co
     }
 #endif
     pack_b_panel_scalar(trans_b, b, ldb, j0, cols, k0, kc, dst);
+}
+
+void jpgen_pack_a_panel(int trans_a, const float *a, long lda, long i0, long rows, long k0, long kc, float *dst) {
+    pack_a_panel(trans_a, a, lda, i0, rows, k0, kc, dst);
+}
+
+void jpgen_pack_b_panel(int trans_b, const float *b, long ldb, long j0, long cols, long k0, long kc, float *dst) {
+    pack_b_panel(trans_b, b, ldb, j0, cols, k0, kc, dst);
 }
 
 // ---------------------------------------------------------------------------------- kernels
@@ -217,6 +258,10 @@ static inline void store_row(float *row, __m512 acc0, __m512 acc1, __mmask16 m0,
                              __m512 va, __m512 vb, float beta, int first, const float *bias, __m512 b0,
                              __m512 b1) {
     __m512 v0 = _mm512_mul_ps(acc0, va), v1 = _mm512_mul_ps(acc1, va);
+    if (first && bias) {
+        v0 = _mm512_add_ps(v0, b0);
+        v1 = _mm512_add_ps(v1, b1);
+    }
     if (!first) {
         v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
         v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
@@ -224,16 +269,12 @@ static inline void store_row(float *row, __m512 acc0, __m512 acc1, __mmask16 m0,
         v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), v0);
         v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), v1);
     }
-    if (first && bias) {
-        v0 = _mm512_add_ps(v0, b0);
-        v1 = _mm512_add_ps(v1, b1);
-    }
     _mm512_mask_storeu_ps(row, m0, v0);
     _mm512_mask_storeu_ps(row + 16, m1, v1);
 }
 
 // C tile [rows x cols] of C (leading dimension ldc) from the A panel ap [kc][12] and the B panel
-// bp [kc][32]. first: this is the first k block, so C = alpha * acc + beta * C + bias (beta 0: C is
+// bp [kc][32]. first: this is the first k block, so C = (alpha * acc + bias) + beta * C (beta 0: C is
 // not read; bias NULL: none, else the tile's first column's bias); otherwise C += alpha * acc.
 // pf_lines cache lines from pf go to L2 on the way, one per four k steps: the blocked loops' share of
 // the next B panel. (Issued in a burst before the call, they filled the line-fill buffers and the

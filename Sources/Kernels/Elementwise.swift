@@ -159,6 +159,20 @@ public func addInPlace(_ a: inout Tensor, _ b: Tensor) {
             let p = pa.baseAddress!
             parallelRanges(pa.count) { r in for i in r { p[i] += pb[i] } }
         }
+    } else if b.rank == a.rank, let last = b.shape.lastIndex(where: { $0 != 1 }).map({ $0 + 1 }) ?? Optional(0),
+              Array(b.shape[..<last]) == Array(a.shape[..<last]) {
+        // b [d0, ..., dj, 1, ..., 1] (e.g. a per-channel [N, C, 1, 1]): each of its values added to a
+        // contiguous block of a, in place.
+        let inner = a.count / Swift.max(b.count, 1), pb = b.base
+        a.withUnsafeMutableBufferPointer { pa in
+            let p = pa.baseAddress!
+            parallelRanges(b.count, grain: Swift.max(1, 65536 / Swift.max(inner, 1))) { r in
+                for o in r {
+                    let v = pb[o], row = p + o * inner
+                    for i in 0..<inner { row[i] += v }
+                }
+            }
+        }
     } else {
         precondition(broadcastShape(a.shape, b.shape) == a.shape, "cannot add \(b.shape) into \(a.shape) in place")
         a = add(a, b)

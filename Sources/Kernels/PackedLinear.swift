@@ -118,6 +118,30 @@ public func linear(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tenso
     return out
 }
 
+/// residual [..., out] += x [..., in] weight^T + bias, in place: the micro-kernel adds each tile of
+/// the product to the residual as it stores it (beta 1), so the product is never written on its own
+/// and there is no separate addition pass (a transformer block's attention outputs and feed-forward).
+/// The sum equals `residual + linear(x, gemmPacked:)` up to float32 rounding: the residual joins the
+/// first k block's partial sum instead of the finished product.
+public func linear(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tensor?, addingTo residual: inout Tensor) {
+    let n = weight.outFeatures, k = weight.inFeatures
+    precondition(x.rank >= 1 && x.shape[x.rank - 1] == k,
+                 "linear input \(x.shape) does not end in \(k) (weight [\(n), \(k)])")
+    precondition(residual.shape == Array(x.shape.dropLast()) + [n],
+                 "linear residual \(residual.shape) for input \(x.shape) and \(n) outputs")
+    if let bias { precondition(bias.count == n, "linear bias has shape \(bias.shape), expected [\(n)]") }
+    let rows = x.count / Swift.max(k, 1)
+    if rows == 0 || n == 0 || k == 0 {
+        if k == 0, rows > 0, let bias { addInPlace(&residual, bias) }
+        return
+    }
+    let a = x.base, b = bias?.base
+    residual.withUnsafeMutableBufferPointer { c in
+        sgemmAVX512(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: a, lda: k, b: nil, ldb: k,
+                    beta: 1, c: c.baseAddress!, ldc: n, packedB: weight.panels.base, bias: b)
+    }
+}
+
 /// diffusers' GEGLU after its projection, fused: x [..., in] -> [..., out / 2] = h * gelu(g), where
 /// [h | g] = x weight^T + bias. The AVX-512 kernel computes each 32-column strip of h and of g into a
 /// small tile and combines them at once, so the [..., out] projection is never written (SDXL: 40 MB per

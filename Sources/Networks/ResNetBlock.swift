@@ -79,9 +79,10 @@ public struct ResnetBlock2D {
             let e = proj(t)                                          // [N, O]
             h += e.reshaped([e.shape[0], e.shape[1], 1, 1])
         }
-        h = conv2(norm2.silu(h))
-        var out = shortcut.map { $0(x) } ?? x
-        out += h
+        // conv2's output is this block's own, so the shortcut is added into it (x itself is the
+        // caller's and would be copied first).
+        var out = conv2(norm2.silu(h))
+        out += shortcut.map { $0(x) } ?? x
         if outputScaleFactor != 1 { scaleInPlace(&out, 1 / outputScaleFactor) }
         return out
     }

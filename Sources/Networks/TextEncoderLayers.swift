@@ -75,6 +75,16 @@ public struct LinearWeights {
         }
     }
 
+    /// residual += self(x); the addition is fused into the product (`linear(_:gemmPacked:bias:addingTo:)`)
+    /// where the weight is kept in the AVX-512 sgemm's panels. residual: [..., out].
+    public func callAsFunction(_ x: Tensor, addingTo residual: inout Tensor) {
+        if case .gemmPacked(let p) = storage {
+            linear(x, gemmPacked: p, bias: bias, addingTo: &residual)
+        } else {
+            residual += callAsFunction(x)
+        }
+    }
+
     /// diffusers' GEGLU on this projection: x [..., in] -> [..., out / 2] = h * gelu(g), [h | g] = self(x);
     /// fused into the product (`linearGEGLU`) where the weight is kept in the AVX-512 sgemm's panels.
     public func geglu(_ x: Tensor) -> Tensor {

@@ -34,9 +34,18 @@ public struct AttentionWeights {
 
     // x: [B, T, C], context: [B, S, Cc] or nil (self-attention) -> [B, T, C]
     public func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
+        toOut(heads(x, context: context))
+    }
+
+    /// residual += self(x, context), the addition fused into the output projection. residual: [B, T, C].
+    public func callAsFunction(_ x: Tensor, context: Tensor? = nil, addingTo residual: inout Tensor) {
+        toOut(heads(x, context: context), addingTo: &residual)
+    }
+
+    /// The heads' outputs before the output projection: [B, T, inner].
+    private func heads(_ x: Tensor, context: Tensor?) -> Tensor {
         let ctx = context ?? x
-        let o = attention(query: toQ(x), key: toK(ctx), value: toV(ctx), heads: heads)
-        return toOut(o)
+        return attention(query: toQ(x), key: toK(ctx), value: toV(ctx), heads: heads)
     }
 }
 
@@ -63,12 +72,14 @@ public struct BasicTransformerBlock {
         ffOut = try LinearWeights(store, prefix + ".ff.net.2", out: dim, in: dim * 4)
     }
 
-    // x: [B, T, dim], context: [B, S, Cc] -> [B, T, dim]
-    public func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
+    // x: [B, T, dim], context: [B, S, Cc] -> [B, T, dim]. Each residual addition is fused into the
+    // product before it; x is consumed, so that, when the caller passes its last copy, the block adds
+    // into x's storage without copying it.
+    public func callAsFunction(_ x: consuming Tensor, context: Tensor) -> Tensor {
         var h = x
-        h += attn1(norm1(h))
-        h += attn2(norm2(h), context: context)
-        h += ffOut(ffIn.geglu(norm3(h)))
+        attn1(norm1(h), addingTo: &h)
+        attn2(norm2(h), context: context, addingTo: &h)
+        ffOut(ffIn.geglu(norm3(h)), addingTo: &h)
         return h
     }
 }
@@ -109,7 +120,7 @@ public struct Transformer2D {
         if let conv = projInConv { h = conv(h) }
         h = permute(h.reshaped([b, c, hgt * wid]), [0, 2, 1])        // [B, HW, C]
         if let lin = projInLinear { h = lin(h) }
-        for block in blocks { h = block(h, context: context) }
+        for block in blocks { h = block(consume h, context: context) }
         if let lin = projOutLinear { h = lin(h) }
         h = permute(h, [0, 2, 1]).reshaped([b, c, hgt, wid])         // [B, C, H, W]
         if let conv = projOutConv { h = conv(h) }

@@ -53,6 +53,25 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertEqual(x[0, 0] + 0, x.scalars[0], "in-place add left the original untouched (copy on write)")
     }
 
+    /// a += b with b [d0, ..., dj, 1, ..., 1] runs in place, bit for bit a + b; a shared a is copied first.
+    func testInPlaceAddOfTrailingBroadcast() {
+        var rng = SeededGenerator(seed: 302)
+        for (sa, sb) in [([2, 320, 16, 16], [2, 320, 1, 1]), ([2, 3, 4, 5], [2, 1, 1, 1]), ([2, 3, 4, 5], [1, 1, 1, 1]),
+                         ([3, 7], [3, 7]), ([2, 3, 4, 5], [1, 3, 1, 1])] {
+            let a = randomTensor(sa, &rng), b = randomTensor(sb, &rng)
+            var own = Tensor(shape: sa, data: a.scalars)
+            let storage = own.base
+            own += b
+            XCTAssertEqual(own.scalars, (a + b).scalars, "\(sa) += \(sb)")
+            if sb.first == sa.first { XCTAssertEqual(own.base, storage, "\(sa) += \(sb) in place") }
+            var shared = a
+            shared += b
+            XCTAssertEqual(shared.scalars, (a + b).scalars, "\(sa) += \(sb), shared")
+            XCTAssertNotEqual(shared.scalars, a.scalars, "\(sa) += \(sb), shared")
+            XCTAssertEqual(a.scalars, Tensor(shape: sa, data: a.scalars).scalars)
+        }
+    }
+
     func testLargeParallelArithmetic() {
         var rng = SeededGenerator(seed: 301)
         let a = randomTensor([2, 320, 16, 16], &rng), b = randomTensor([2, 320, 1, 1], &rng)

@@ -75,6 +75,34 @@ final class PackedLinearTests: XCTestCase {
         assertClose(y, linear(x, weight: w, bias: nil), tol: 2e-6 * 64, "leading dimensions")
     }
 
+    /// The residual added into the product (beta 1): close to residual + linear, in place in a
+    /// residual held once, a copy (the caller's tensor unchanged) in a shared one; one and several k
+    /// blocks, rows on one thread and split over threads, with and without a bias.
+    func testLinearAddingToResidual() throws {
+        var rng = SeededGenerator(seed: 19)
+        guard GemmPackedWeight(randomTensor([64, 64], &rng)) != nil else {
+            throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
+        }
+        for (m, k, n) in [(1, 64, 40), (13, 300, 96), (530, 640, 160), (77, 1300, 33)] {
+            let x = randomTensor([m, k], &rng), w = randomTensor([n, k], &rng), b = randomTensor([n], &rng)
+            let packed = try XCTUnwrap(GemmPackedWeight(w))
+            for bias in [b, nil] {
+                let what = "m \(m) k \(k) n \(n) bias \(bias != nil)"
+                let start = randomTensor([m, n], &rng, lo: -4, hi: 4)
+                let want = start + linear(x, gemmPacked: packed, bias: bias)
+                var shared = start
+                linear(x, gemmPacked: packed, bias: bias, addingTo: &shared)
+                assertClose(shared, want, tol: 2e-6 * Float(k) + 1e-6, what)
+                XCTAssertNotEqual(shared.scalars, start.scalars, what + ": the shared residual was written")
+                var own = Tensor(shape: start.shape, data: start.scalars)
+                let storage = own.base
+                linear(x, gemmPacked: packed, bias: bias, addingTo: &own)
+                XCTAssertEqual(own.base, storage, what + ": a residual held once is written in place")
+                XCTAssertEqual(own.scalars, shared.scalars, what)
+            }
+        }
+    }
+
     /// GEGLU fused into its projection: bit for bit the projection and then `geglu`, and close to a
     /// naive GEGLU in Double; row counts on one thread and split over threads, one and several k blocks,
     /// hidden and gate strips in one row block and in several; nil where out / 2 is not a multiple of 32.

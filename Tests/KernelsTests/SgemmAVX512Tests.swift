@@ -94,4 +94,20 @@ final class SgemmAVX512Tests: XCTestCase {
         }
         setThreadCount(ProcessInfo.processInfo.activeProcessorCount)
     }
+
+    /// The 16 x 16 register transpose over whole and partial blocks, with leading dimensions.
+    func testTranspose() throws {
+        try XCTSkipUnless(jpgen_sgemm_avx512_available() == 1, "the CPU has no AVX-512")
+        var rng = SeededGenerator(seed: 29)
+        for (rows, cols) in [(1, 1), (12, 32), (16, 16), (17, 45), (64, 32), (80, 13)] {
+            let lds = cols + 3, ldd = rows + 5
+            let src = randomTensor([rows * lds], &rng).scalars
+            var dst = [Float](repeating: .nan, count: cols * ldd)
+            jpgen_transpose_avx512(src, lds, rows, cols, &dst, ldd)
+            for j in 0..<cols {
+                for i in 0..<rows { XCTAssertEqual(dst[j * ldd + i], src[i * lds + j], "\(rows)x\(cols) [\(i), \(j)]") }
+                for i in rows..<ldd { XCTAssert(dst[j * ldd + i].isNaN, "\(rows)x\(cols): padding written") }
+            }
+        }
+    }
 }

@@ -56,7 +56,7 @@ void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, lo
 /// B packed once for many products (e.g. a linear layer's weight): jpgen_sgemm_packed_b_floats(n, k)
 /// floats hold op(B) [k, n] in the micro-kernel's 32-column panels (jpgen_sgemm_pack_b writes panels
 /// panel0 ..< panel1, so threads can share the work). jpgen_sgemm_avx512_packed_b then computes
-/// columns col0 ..< col0 + n (col0 a multiple of 32) of C = alpha * A op(B) + beta * C + bias, A
+/// columns col0 ..< col0 + n (col0 a multiple of 32) of C = (alpha * A op(B) + bias) + beta * C, A
 /// [m, k] row-major, from the packed B of all packed_cols columns; c and bias (NULL: none; else one
 /// value per column, added to every row) point at column col0. Same workspace as jpgen_sgemm_avx512.
 long jpgen_sgemm_packed_b_floats(long n, long k);
@@ -88,6 +88,10 @@ int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, 
 /// can share one filter. AVX-512 only (jpgen_sgemm_avx512_available).
 void jpgen_winograd_filter_pack(const float *weight, long c, int tile, long o0, long rows, long panel0,
                                 long panel1, float *packed, long stride);
+
+/// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols, through 16 x 16 blocks in registers
+/// (sgemm_avx512.c); only on CPUs with AVX-512F.
+void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd);
 
 /// One attention head without a mask (attention_avx512.c): out [tq, dv] (leading dimension ldo) =
 /// softmax(scale * q k^T) v for q [tq, d], k [tk, d], v [tk, dv] with leading dimensions ldq, ldk,
