@@ -27,6 +27,10 @@ import Foundation
 typealias WinogradVector = SIMD16<Float>
 private let winogradLanes = 16
 
+/// Whether the input and output transforms run through CKernels' AVX-512 versions where the CPU has
+/// AVX-512 (false: the Swift ones everywhere, for tests; the two agree bit for bit).
+nonisolated(unsafe) var winogradTransformsInC = true
+
 /// Tiles per block (the sgemms' column count), or nil for `winogradDefaultBlockTiles`. Buffers per
 /// worker: alpha^2 (C + O) tiles floats.
 nonisolated(unsafe) public var winogradBlockTiles: Int? = nil
@@ -293,6 +297,21 @@ private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, chan
             let count = Swift.min(p.tilesX - tx0, t1 - t)   // tiles of this tile row in the block
             let kCount = ((count + lanes - 1) / lanes) * lanes + 1
             let plane = x + (img * p.c + ch) * p.h * p.w
+            if useAVX512GEMM && winogradTransformsInC {
+                // CKernels' AVX-512 transform, 16 tiles at a time, split where the columns leave a
+                // packed panel of 32.
+                var g = 0
+                while g < count {
+                    let col = t - t0 + g
+                    var live = Swift.min(lanes, count - g)
+                    if !layout.isContiguous(column: col, count: live) { live = 32 - col % 32 }
+                    jpgen_winograd_input_tiles(plane, p.h, p.w, Int32(m), ty, tx0 + g, live,
+                                               v + layout.offset(channel: ch, column: col), stride)
+                    g += live
+                }
+                t += count
+                continue
+            }
             let xStart = m * tx0 - 1
             // Columns m k + xStart + r inside the image for k in kLo..<kHi, for every phase r.
             let kLo = Swift.min(kCount, (Swift.max(0, -xStart) + m - 1) / m)
@@ -367,6 +386,17 @@ private func winogradOutputBlock(_ p: WinogradPlan, mm: UnsafePointer<Float>, ld
             let img = t / p.tilesPerImage, r = t % p.tilesPerImage, ty = r / p.tilesX, tx0 = r % p.tilesX
             let count = Swift.min(p.tilesX - tx0, t1 - t)
             let plane = out + (img * p.o + oc) * p.h * p.w
+            if useAVX512GEMM && winogradTransformsInC {
+                var g = 0
+                while g < count {
+                    let live = Swift.min(lanes, count - g)
+                    jpgen_winograd_output_tiles(mm + oc * a2 * ldm + t - t0 + g, ldm, Int32(m), bias?[oc] ?? 0, live,
+                                                plane, p.h, p.w, ty, tx0 + g)
+                    g += live
+                }
+                t += count
+                continue
+            }
             let rowsLeft = Swift.min(m, p.h - m * ty)
             var g = 0
             while g < count {

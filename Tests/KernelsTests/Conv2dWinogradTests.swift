@@ -20,6 +20,7 @@ final class Conv2dWinogradTests: XCTestCase {
         Case(n: 3, c: 8, h: 8, w: 8, o: 16, bias: true),    // whole tiles, batch 3
         Case(n: 1, c: 16, h: 37, w: 6, o: 3, bias: false),  // tall and narrow
         Case(n: 2, c: 5, h: 6, w: 41, o: 7, bias: true),    // wide: rows of more than 16 tiles
+        Case(n: 1, c: 3, h: 5, w: 70, o: 4, bias: false),   // more than 16 tiles of 4 columns
     ]
 
     /// Largest |winograd - naive| over the cases for one tile size, failing beyond the tolerance.
@@ -58,6 +59,33 @@ final class Conv2dWinogradTests: XCTestCase {
                 let e2 = runCases(tile: 2, seed: 100)
                 let e4 = runCases(tile: 4, seed: 200)
                 print("winograd threads \(threads) block \(block): max |diff| F(2x2) \(e2), F(4x4) \(e4)")
+            }
+        }
+    }
+
+    /// CKernels' AVX-512 input and output transforms against the Swift ones, bit for bit, through the block path
+    /// (plain V) and the chunk path (V in packed panels, 16-tile groups that cross a 32-column panel).
+    func testTransformsInCMatchSwift() throws {
+        try XCTSkipUnless(useAVX512GEMM, "the AVX-512 transform is not used on this CPU")
+        let savedBlock = winogradBlockTiles
+        defer { winogradTransformsInC = true; winogradBlockTiles = savedBlock }
+        winogradBlockTiles = 1024   // every case's tiles in one block: the chunk path takes them all
+        for tile in [2, 4] {
+            for (i, cs) in (cases + [Case(n: 1, c: 40, h: 9, w: 150, o: 24, bias: true)]).enumerated() {
+                var rng = SeededGenerator(seed: 400 + UInt64(i))
+                let x = randomTensor([cs.n, cs.c, cs.h, cs.w], &rng)
+                let w = randomTensor([cs.o, cs.c, 3, 3], &rng)
+                let b = cs.bias ? randomTensor([cs.o], &rng) : nil
+                var outputs: [[Float]] = []
+                for inC in [true, false] {
+                    winogradTransformsInC = inC
+                    outputs.append(conv2dWinograd(x, filter: winogradFilter(w, tile: tile), bias: b).scalars)
+                    let chunks = try XCTUnwrap(conv2dWinogradByOutputChunks(x, weight: w, tile: tile, bias: b))
+                    outputs.append(chunks.scalars)
+                }
+                XCTAssertFalse(outputs[0].isEmpty)
+                XCTAssertEqual(outputs[0], outputs[2], "F(\(tile)) \(cs) block path")
+                XCTAssertEqual(outputs[1], outputs[3], "F(\(tile)) \(cs) chunk path")
             }
         }
     }

@@ -89,6 +89,18 @@ int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, 
 void jpgen_winograd_filter_pack(const float *weight, long c, int tile, long o0, long rows, long panel0,
                                 long panel1, float *packed, long stride);
 
+/// The Winograd input transform (winograd_avx512.c) of tiles tx0 ..< tx0 + count (count <= 16) of
+/// tile row ty of one channel's plane [h, w], for F(m x m, 3 x 3) (m = 2 or 4, alpha = m + 2):
+/// dst[q * stride + l] = (B^T d_l B)[q] for q < alpha^2, with d_l the alpha x alpha input at rows
+/// m ty - 1 ..., columns m (tx0 + l) - 1 ... (zero outside the plane). AVX-512F only.
+void jpgen_winograd_input_tiles(const float *plane, long h, long w, int m, long ty, long tx0, long count,
+                                float *dst, long stride);
+/// The Winograd output transform of the same tiles of one output channel: rows m ty ..< m ty + m and
+/// columns m tx0 ..< m (tx0 + count) of plane [h, w] (clipped to it) = A^T M_l A + bias, M_l lane l
+/// of mm[q * ldm] (16 floats readable at each q). AVX-512F only.
+void jpgen_winograd_output_tiles(const float *mm, long ldm, int m, float bias, long count, float *plane, long h,
+                                 long w, long ty, long tx0);
+
 /// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols, through 16 x 16 blocks in registers
 /// (sgemm_avx512.c); only on CPUs with AVX-512F.
 void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd);
