@@ -12,6 +12,7 @@
 //   O = (O^T)^T / sum           scaled per query, stored transposed into O's rows
 // P^T for 32 queries is tk * 32 floats (512 KB at 4096 keys: L2-resident).
 #include "ckernels.h"
+#include "unroll.h"
 #include "sgemm_avx512_kernel.h"
 
 #include <math.h>
@@ -57,12 +58,6 @@ static inline __m512 exp_shifted_avx512(__m512 s, __m512 mb) {
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
-#endif
-
 // O^T rows of the last V^T panel when it has at most R live dimensions (R = 4 or 8): the 12-row
 // kernel would compute 12 rows for them. Head widths 40, 64 and 160 leave 4, 80 leaves 8; with 64,
 // the 12-row kernel spent 72 rows of work on 64 (12% of P V). ap: the panel [kc][12] (rows past R
@@ -95,7 +90,8 @@ DEFINE_KERNEL_ROWS_X32(8)
 
 // Rows of K and V are a head's slice of [tokens, heads * d]: a stride of several KB, which the
 // hardware prefetchers do not follow across pages (the packing loops' loads were a quarter of this
-// file's own time in an SDXL step). Row `row`'s values, AHEAD rows before they are read.
+// file's own time in an SDXL step). Row `row`'s values, AHEAD rows (V) or one 12-row panel (K)
+// before they are read.
 enum { AHEAD = 8 };
 static inline void prefetch_row(const float *base, long ld, long row, long rows, long width) {
     if (row >= rows) return;

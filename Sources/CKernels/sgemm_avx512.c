@@ -21,6 +21,7 @@
 // jpgen_sgemm_workspace_floats(m, n, k) floats of scratch.
 #include "ckernels.h"
 #include "sgemm_avx512_kernel.h"
+#include "unroll.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -91,17 +92,8 @@ static void pack_b_panel_scalar(int trans_b, const float *b, long ldb, long j0, 
     }
 }
 
-
 #if defined(__x86_64__)
 #include <immintrin.h>
-
-// Fixed-count loops over registers are unrolled whatever the optimisation level (clang at -O2 kept
-// the 16 vectors of transpose16 in memory: 3x slower packing).
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
-#endif
 
 // In-register transpose of a 16 x 16 block (r[i][j] -> r[j][i]): 32-bit then 64-bit interleaves
 // within 128-bit lanes, then a 4 x 4 transpose of the 128-bit lanes.

@@ -11,15 +11,10 @@
 // transform A^T M A (winogradOutput2/4, same order) is interleaved back into the tiles' m columns
 // of each output row with two rounds of permutes.
 #include "ckernels.h"
+#include "unroll.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
-#endif
 
 // B^T d for F(4, 3) along p[0], p[s], ..., p[5s] (winogradInput4).
 __attribute__((target("avx512f")))
