@@ -3,7 +3,9 @@
 // anonymous memory is zero-filled by the kernel page by page on first touch: at SDXL 1024x1024
 // that page clearing took a fifth of a step. `BufferPool` keeps freed blocks of 1 MiB and more,
 // grouped in size classes (each at most 1/8 above the request), and hands them to the next request
-// of the same class, so the steady state of a network runs without page faults. Blocks are mapped
+// of the same class, or, when that class has none idle, lends the smallest idle block of up to twice
+// the class (its pages are resident already), so the steady state of a network runs with few page
+// faults. Blocks are mapped
 // directly (page aligned, transparent huge pages requested from 2 MiB up) and unmapped when the
 // pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of unused blocks (by
 // default 256 MiB or 1/24 of the process's resident size, whichever is more; JPGEN_BUFFER_POOL_MB
@@ -11,7 +13,10 @@
 // what reuse adds to a run's peak resident size. 256 against 128 (AVX-512 Xeon, 2026-12-05): SD1.5
 // UNet step 3.62 -> 3.38 s (peak RSS 3706 -> 3831 MB), SDXL 26.4 -> 23.6 s (10736 -> 10878 MB), SD VAE
 // decode 5.31 -> 5.06 s (1123 -> 1256 MB); diffusers' peaks on the same runs: 3936-3997, 10898-11045,
-// 1564-1568 MB.
+// 1564-1568 MB. Lending larger blocks (2026-12-05, 23:20 UTC): fresh blocks mapped over a warm-up and two
+// SDXL steps 3054 -> 476 MB, page clearing 4.5% -> 0.8% of a step (perf), peak RSS SDXL 10606 -> 10733
+// MB, SD1.5 3717 -> 3643, SD VAE 1251 -> 1212 (a lent block's spare pages are ones the pool held
+// anyway); lending up to 1.25x or 1.5x the class left 1793 or 1397 MB mapped.
 
 import Foundation
 #if os(Linux)
@@ -43,6 +48,7 @@ public final class BufferPool: @unchecked Sendable {
     private var idle: [Int: [UnsafeMutableRawPointer]] = [:]    // size class -> unused blocks
     private var order: [(bytes: Int, pointer: UnsafeMutableRawPointer)] = []   // oldest first
     private var idleBytes = 0
+    private var lent: [UnsafeMutableRawPointer: Int] = [:]   // blocks handed out for a smaller class
 
     /// residentDivisor 0: the limit stays limitBytes. Otherwise the pool may also keep 1/residentDivisor
     /// of what the process holds, so that a large model, whose activations are large too, keeps
@@ -63,18 +69,24 @@ public final class BufferPool: @unchecked Sendable {
         return (bytes + step - 1) / step * step
     }
 
-    /// A block of at least `bytes`, 64-byte aligned (page aligned when pooled). Its contents are
-    /// undefined. Give it back with `release(_:bytes:)` and the same `bytes`.
+    /// A block of at least `bytes`, 64-byte aligned (page aligned when pooled): an idle block of the
+    /// request's class, else the smallest idle one of up to twice the class, else a fresh one. Its
+    /// contents are undefined. Give it back with `release(_:bytes:)` and the same `bytes`.
     public func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         guard bytes >= Self.minimumBytes else {
             return UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 1), alignment: 64)
         }
         let size = Self.sizeClass(bytes)
         lock.lock()
-        if var blocks = idle[size], let block = blocks.popLast() {
-            idle[size] = blocks.isEmpty ? nil : blocks
+        // The request's own class, else the smallest idle class up to twice it: a larger block's
+        // pages are already resident, where a fresh block's would be cleared page by page.
+        let larger = idle[size] == nil ? idle.keys.filter({ $0 > size && $0 <= 2 * size }).min() : nil
+        let found = larger ?? size
+        if var blocks = idle[found], let block = blocks.popLast() {
+            idle[found] = blocks.isEmpty ? nil : blocks
             if let index = order.firstIndex(where: { $0.pointer == block }) { order.remove(at: index) }
-            idleBytes -= size
+            idleBytes -= found
+            if found != size { lent[block] = found }
             lock.unlock()
             return block
         }
@@ -91,9 +103,9 @@ public final class BufferPool: @unchecked Sendable {
     /// Returns a block from `allocate(bytes:)`: kept for reuse while the pool has room, else unmapped.
     public func release(_ block: UnsafeMutableRawPointer, bytes: Int) {
         guard bytes >= Self.minimumBytes else { block.deallocate(); return }
-        let size = Self.sizeClass(bytes)
         var evicted: [(bytes: Int, pointer: UnsafeMutableRawPointer)] = []
         lock.lock()
+        let size = lent.removeValue(forKey: block) ?? Self.sizeClass(bytes)
         let limit = currentLimit
         guard size <= limit else { lock.unlock(); Self.unmap(block, size); return }
         while idleBytes + size > limit, !order.isEmpty {

@@ -42,6 +42,30 @@ final class BufferPoolTests: XCTestCase {
         XCTAssertEqual(pool.heldBytes, 0)
     }
 
+    /// With no idle block of its class, a request takes the smallest idle block of up to twice the
+    /// class, which goes back to its own class when released; a block over twice the class is not lent.
+    func testLargerIdleBlocksAreLent() {
+        let pool = BufferPool(limitBytes: 64 << 20)
+        let big = pool.allocate(bytes: 6 << 20), bigger = pool.allocate(bytes: 9 << 20)
+        pool.release(bigger, bytes: 9 << 20)
+        pool.release(big, bytes: 6 << 20)
+        let lent = pool.allocate(bytes: 4 << 20)     // 6 MiB is the smallest class within 2x of 4 MiB
+        XCTAssertEqual(lent, big)
+        XCTAssertEqual(pool.heldBytes, BufferPool.sizeClass(9 << 20))
+        UnsafeMutableRawPointer(lent).initializeMemory(as: UInt8.self, repeating: 1, count: 6 << 20)
+        pool.release(lent, bytes: 4 << 20)
+        XCTAssertEqual(pool.heldBytes, BufferPool.sizeClass(9 << 20) + BufferPool.sizeClass(6 << 20),
+                       "the lent block went back as the 6 MiB block it is")
+        XCTAssertEqual(pool.allocate(bytes: 6 << 20), big, "and serves its own class again")
+        let fresh = pool.allocate(bytes: 2 << 20)    // 9 MiB is more than twice 2 MiB
+        XCTAssertNotEqual(fresh, bigger)
+        XCTAssertEqual(pool.heldBytes, BufferPool.sizeClass(9 << 20))
+        pool.release(fresh, bytes: 2 << 20)
+        pool.release(big, bytes: 6 << 20)
+        pool.drain()
+        XCTAssertEqual(pool.heldBytes, 0)
+    }
+
     func testLimitFollowsTheResidentSizeWhenAsked() {
         #if os(Linux)
         let resident = try? XCTUnwrap(BufferPool.residentBytes())
