@@ -199,6 +199,10 @@ void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, fl
         }
     }
 }
+#else
+void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd) {
+    (void)src; (void)lds; (void)rows; (void)cols; (void)dst; (void)ldd;
+}
 #endif
 
 static int avx512_packing(void) {
