@@ -161,10 +161,11 @@ void jpgen_winograd_output_tiles(const float *mm, long ldm, int m, float bias, l
         __m512 *y = v + i * alpha;   // y[j] lane l: out[m ty + i, m (tx0 + l) + j]
         for (int j = 0; j < m; j++) y[j] = _mm512_add_ps(y[j], b);
         __m512 out[4];
+        // lo / hi interleave lanes 0..7 / 8..15 of two vectors: [a0, b0, a1, b1, ...].
+        const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
         if (m == 4) {
             // Interleaved into out[4l + j] = y[j][l]: pairs (0, 1) and (2, 3) first, then the pairs.
-            const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-            const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
             const __m512i q0 = _mm512_set_epi32(23, 22, 7, 6, 21, 20, 5, 4, 19, 18, 3, 2, 17, 16, 1, 0);
             const __m512i q1 = _mm512_set_epi32(31, 30, 15, 14, 29, 28, 13, 12, 27, 26, 11, 10, 25, 24, 9, 8);
             __m512 e = _mm512_permutex2var_ps(y[0], lo, y[1]), f = _mm512_permutex2var_ps(y[2], lo, y[3]);
@@ -175,8 +176,6 @@ void jpgen_winograd_output_tiles(const float *mm, long ldm, int m, float bias, l
             out[3] = _mm512_permutex2var_ps(e2, q1, f2);
             store_span(plane + (m * ty + i) * w + x0, out, 4, n);
         } else {
-            const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-            const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
             out[0] = _mm512_permutex2var_ps(y[0], lo, y[1]);
             out[1] = _mm512_permutex2var_ps(y[0], hi, y[1]);
             store_span(plane + (m * ty + i) * w + x0, out, 2, n);

@@ -295,7 +295,6 @@ private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, chan
         while t < t1 {
             let img = t / p.tilesPerImage, r = t % p.tilesPerImage, ty = r / p.tilesX, tx0 = r % p.tilesX
             let count = Swift.min(p.tilesX - tx0, t1 - t)   // tiles of this tile row in the block
-            let kCount = ((count + lanes - 1) / lanes) * lanes + 1
             let plane = x + (img * p.c + ch) * p.h * p.w
             if useAVX512GEMM && winogradTransformsInC {
                 // CKernels' AVX-512 transform, 16 tiles at a time, split where the columns leave a
@@ -312,6 +311,7 @@ private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, chan
                 t += count
                 continue
             }
+            let kCount = ((count + lanes - 1) / lanes) * lanes + 1
             let xStart = m * tx0 - 1
             // Columns m k + xStart + r inside the image for k in kLo..<kHi, for every phase r.
             let kLo = Swift.min(kCount, (Swift.max(0, -xStart) + m - 1) / m)

@@ -159,8 +159,8 @@ public func addInPlace(_ a: inout Tensor, _ b: Tensor) {
             let p = pa.baseAddress!
             parallelRanges(pa.count) { r in for i in r { p[i] += pb[i] } }
         }
-    } else if b.rank == a.rank, let last = b.shape.lastIndex(where: { $0 != 1 }).map({ $0 + 1 }) ?? Optional(0),
-              Array(b.shape[..<last]) == Array(a.shape[..<last]) {
+    } else if b.rank == a.rank, case let last = (b.shape.lastIndex(where: { $0 != 1 }) ?? -1) + 1,
+              b.shape[..<last] == a.shape[..<last] {
         // b [d0, ..., dj, 1, ..., 1] (e.g. a per-channel [N, C, 1, 1]): each of its values added to a
         // contiguous block of a, in place.
         let inner = a.count / Swift.max(b.count, 1), pb = b.base

@@ -5,9 +5,8 @@
 // grouped in size classes (each at most 1/8 above the request), and hands them to the next request
 // of the same class, or, when that class has none idle, lends the smallest idle block of up to twice
 // the class (its pages are resident already), so the steady state of a network runs with few page
-// faults. Blocks are mapped
-// directly (page aligned, transparent huge pages requested from 2 MiB up) and unmapped when the
-// pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of unused blocks (by
+// faults. Blocks are mapped directly (page aligned, transparent huge pages requested from 2 MiB up)
+// and unmapped when the pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of unused blocks (by
 // default 256 MiB or 1/24 of the process's resident size, whichever is more; JPGEN_BUFFER_POOL_MB
 // fixes it, 0 turns reuse off), evicting the oldest first, which bounds
 // what reuse adds to a run's peak resident size. 256 against 128 (AVX-512 Xeon, 2026-12-05): SD1.5
@@ -80,7 +79,7 @@ public final class BufferPool: @unchecked Sendable {
         lock.lock()
         // The request's own class, else the smallest idle class up to twice it: a larger block's
         // pages are already resident, where a fresh block's would be cleared page by page.
-        let larger = idle[size] == nil ? idle.keys.filter({ $0 > size && $0 <= 2 * size }).min() : nil
+        let larger = idle[size] == nil ? idle.keys.lazy.filter({ $0 > size && $0 <= 2 * size }).min() : nil
         let found = larger ?? size
         if var blocks = idle[found], let block = blocks.popLast() {
             idle[found] = blocks.isEmpty ? nil : blocks

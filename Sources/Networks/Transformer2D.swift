@@ -34,16 +34,16 @@ public struct AttentionWeights {
 
     // x: [B, T, C], context: [B, S, Cc] or nil (self-attention) -> [B, T, C]
     public func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
-        toOut(heads(x, context: context))
+        toOut(headOutputs(x, context: context))
     }
 
     /// residual += self(x, context), the addition fused into the output projection. residual: [B, T, C].
     public func callAsFunction(_ x: Tensor, context: Tensor? = nil, addingTo residual: inout Tensor) {
-        toOut(heads(x, context: context), addingTo: &residual)
+        toOut(headOutputs(x, context: context), addingTo: &residual)
     }
 
     /// The heads' outputs before the output projection: [B, T, inner].
-    private func heads(_ x: Tensor, context: Tensor?) -> Tensor {
+    private func headOutputs(_ x: Tensor, context: Tensor?) -> Tensor {
         let ctx = context ?? x
         return attention(query: toQ(x), key: toK(ctx), value: toV(ctx), heads: heads)
     }
