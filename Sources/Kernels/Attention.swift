@@ -130,8 +130,9 @@ public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
 }
 
 /// The fused AVX-512 heads: jobs of (batch, head, range of queries), at least two per thread when
-/// the queries allow, each with its own workspace (the K and V panels are packed per job: about
-/// tk * (d + dv) floats, small beside the job's 2 * rows * tk * (d + dv) flops).
+/// the queries allow, claimed by the workers as they come free, each with its own workspace (the K
+/// and V panels are packed per job: about tk * (d + dv) floats, small beside the job's
+/// 2 * rows * tk * (d + dv) flops).
 private func fusedAttentionAVX512(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                   out: UnsafeMutablePointer<Float>, b: Int, bk: Int, tq: Int, tk: Int,
                                   heads: Int, d: Int, dv: Int, scale: Float) {
@@ -143,11 +144,11 @@ private func fusedAttentionAVX512(q: UnsafePointer<Float>, k: UnsafePointer<Floa
     let rangesPerHead = min(blocks, max(1, (2 * threads + pairs - 1) / pairs))
     let jobs = pairs * rangesPerHead
     let workers = min(threads, jobs)
-    parallelFor(workers) { worker in
+    let counter = WorkCounter()
+    parallelFor(workers) { _ in
         let workspace = Workspace(count: jpgen_attention_workspace_floats(tk, d, dv))
         defer { workspace.release() }
-        var job = worker
-        while job < jobs {
+        while let job = counter.claim(below: jobs) {
             let pair = job / rangesPerHead, range = job % rangesPerHead
             let bi = pair / heads, h = pair % heads, kb = bk == 1 ? 0 : bi
             let q0 = range * blocks / rangesPerHead * 32, q1 = min(tq, (range + 1) * blocks / rangesPerHead * 32)
@@ -157,7 +158,6 @@ private func fusedAttentionAVX512(q: UnsafePointer<Float>, k: UnsafePointer<Floa
                                             tk, d, dv, scale, out + (bi * tq + q0) * cv + h * dv, cv,
                                             workspace.pointer)
             }
-            job += workers
         }
     }
 }

@@ -567,7 +567,7 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
     }
     let rows = winogradChunkRows(alpha2: a2, c: c, o: o, threads: threads)
     let chunks = (o + rows - 1) / rows
-    let next = WinogradBlockCounter()
+    let next = WorkCounter()
     parallelWorkersWithSerialBLAS(Swift.min(threads, chunks)) { _ in
         // With AVX-512 the chunk's filter is transformed straight into the micro-kernel's packed form
         // (jpgen_winograd_filter_pack), one packed [rows, C] matrix per position; else U [alpha^2, rows, C].
@@ -633,7 +633,7 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
         let workspace = Workspace(count: workers * perWorker)
         defer { workspace.release() }
         let buffers = workspace.pointer
-        let next = WinogradBlockCounter()
+        let next = WorkCounter()
         parallelWorkersWithSerialBLAS(workers) { worker in
             let v = buffers + worker * perWorker, mm = v + layout.count
             let scratch = packed.map { _ in Workspace(count: jpgen_sgemm_workspace_floats(o, blockTiles, c)) }
@@ -673,20 +673,6 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
         }
     }
     return out
-}
-
-/// The next block index for worker threads to claim.
-private final class WinogradBlockCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var next = 0
-
-    func claim(below limit: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard next < limit else { return nil }
-        next += 1
-        return next - 1
-    }
 }
 
 /// Whether conv2d takes the Winograd path for 3x3, stride-1, padding-1 convolutions: `.automatic`

@@ -95,6 +95,33 @@ public func parallelRanges(_ count: Int, grain: Int = 1 << 14, _ body: (Range<In
     }
 }
 
+/// Hands out work to worker threads as they come free: indices 0, 1, 2, ... below a limit, each once
+/// (`claim(below:)`), or shrinking ranges of 0 ..< total (`claimRange`). A worker that finishes early,
+/// or whose core the host takes away for a while, leaves the rest to the others.
+final class WorkCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+
+    func claim(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < limit else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    /// The next range of 0 ..< total: a `share` of what is left (guided scheduling: large ranges
+    /// first, then smaller ones, so that the workers finish close together), at least `minimum`.
+    func claimRange(total: Int, share: Int, minimum: Int) -> Range<Int>? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < total else { return nil }
+        let size = Swift.min(total - next, Swift.max(minimum, (total - next) / Swift.max(share, 1)))
+        next += size
+        return (next - size)..<next
+    }
+}
+
 /// Above 0 while `parallelWorkersWithSerialBLAS` runs: every product is then single-threaded.
 /// Changed only by the thread that starts the workers, before and after they run.
 nonisolated(unsafe) var serialBLASDepth = 0

@@ -61,4 +61,40 @@ final class MatmulTests: XCTestCase {
         let expected = Tensor(shape: [m, n], data: naiveMatmul2D(a.scalars, b.scalars, m: m, k: k, n: n))
         assertClose(matmul(a, b), expected, tol: 3e-3, "K=300")
     }
+
+    /// The products' work split: the parts cover 0 ..< count exactly once, in whole units (the last
+    /// part may end at count); one part per thread without guidance, and with it parts of at least the
+    /// minimum (but the last), at most a quarter of the rest per thread, the first the largest.
+    func testGemmPartsCoverTheRangeOnce() {
+        for (count, unit, threads, minimum) in [(1024, 12, 2, nil), (1024, 12, 2, 4), (1000, 12, 3, 4), (5, 12, 2, 4),
+                                                (4096, 12, 4, 4), (70, 32, 2, nil), (300, 32, 5, nil), (37, 12, 2, 1)]
+                                               as [(Int, Int, Int, Int?)] {
+            let what = "count \(count) unit \(unit) threads \(threads) guided \(String(describing: minimum))"
+            let lock = NSLock()
+            var parts: [Range<Int>] = []
+            forEachGemmPart(count, unit: unit, threads: threads, guidedMinimum: minimum) { lo, hi in
+                lock.lock()
+                parts.append(lo..<hi)
+                lock.unlock()
+            }
+            let sorted = parts.sorted { $0.lowerBound < $1.lowerBound }
+            XCTAssertEqual(sorted.first?.lowerBound, 0, what)
+            XCTAssertEqual(sorted.last?.upperBound, count, what)
+            for (a, b) in zip(sorted, sorted.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound, what) }
+            XCTAssertTrue(sorted.allSatisfy { $0.lowerBound % unit == 0 && !$0.isEmpty }, what)
+            let units = (count + unit - 1) / unit
+            if let minimum {
+                XCTAssertTrue(sorted.dropLast().allSatisfy { $0.count >= minimum * unit }, what)
+                let workers = min(threads, units)
+                if workers > 1 {
+                    XCTAssertLessThanOrEqual(sorted[0].count, max(minimum, units / (4 * workers)) * unit, what)
+                    XCTAssertTrue(sorted.allSatisfy { $0.count <= sorted[0].count }, what)
+                } else {
+                    XCTAssertEqual(sorted.count, 1, what)
+                }
+            } else {
+                XCTAssertEqual(sorted.count, min(threads, units), what)
+            }
+        }
+    }
 }
