@@ -110,7 +110,7 @@ final class WorkCounter: @unchecked Sendable {
         return next - 1
     }
 
-    /// The next range of 0 ..< total: a `share` of what is left (guided scheduling: large ranges
+    /// The next range of 0 ..< total: 1 / `share` of what is left (guided scheduling: large ranges
     /// first, then smaller ones, so that the workers finish close together), at least `minimum`.
     func claimRange(total: Int, share: Int, minimum: Int) -> Range<Int>? {
         lock.lock()
