@@ -216,7 +216,8 @@ static int avx512_packing(void) {
 static void pack_a_panel(int trans_a, const float *a, long lda, long i0, long rows, long k0, long kc, float *dst) {
 #if defined(__x86_64__)
     if (avx512_packing()) {
-        if (trans_a) pack_a_cols_avx512(a, lda, i0, rows, k0, kc, dst); else pack_a_rows_avx512(a, lda, i0, rows, k0, kc, dst);
+        if (trans_a) pack_a_cols_avx512(a, lda, i0, rows, k0, kc, dst);
+        else pack_a_rows_avx512(a, lda, i0, rows, k0, kc, dst);
         return;
     }
 #endif

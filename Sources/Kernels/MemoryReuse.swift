@@ -6,10 +6,10 @@
 // of the same class, or, when that class has none idle, lends the smallest idle block of up to twice
 // the class (its pages are resident already), so the steady state of a network runs with few page
 // faults. Blocks are mapped directly (page aligned, transparent huge pages requested from 2 MiB up)
-// and unmapped when the pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of unused blocks (by
-// default 256 MiB or 1/24 of the process's resident size, whichever is more; JPGEN_BUFFER_POOL_MB
-// fixes it, 0 turns reuse off), evicting the oldest first, which bounds
-// what reuse adds to a run's peak resident size. 256 against 128 (AVX-512 Xeon, 2026-12-05): SD1.5
+// and unmapped when the pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of
+// unused blocks (by default 256 MiB or 1/24 of the process's resident size, whichever is more;
+// JPGEN_BUFFER_POOL_MB fixes it, 0 turns reuse off), evicting the oldest first, which bounds what
+// reuse adds to a run's peak resident size. 256 against 128 (AVX-512 Xeon, 2026-12-05): SD1.5
 // UNet step 3.62 -> 3.38 s (peak RSS 3706 -> 3831 MB), SDXL 26.4 -> 23.6 s (10736 -> 10878 MB), SD VAE
 // decode 5.31 -> 5.06 s (1123 -> 1256 MB); diffusers' peaks on the same runs: 3936-3997, 10898-11045,
 // 1564-1568 MB. Lending larger blocks (2026-12-05, 23:20 UTC): fresh blocks mapped over a warm-up and two

@@ -157,7 +157,8 @@ public func linearGEGLU(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: 
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
     if rows == 0 || f == 0 { return out }
     let a = x.base, dst = out.fresh, panels = weight.panels.base, b = bias?.base
-    forEachGemmPart(rows, unit: 12, threads: gemmThreads(work: rows * twoF * k), guidedMinimum: gemmGuidedRowUnits) { lo, hi in
+    let threads = gemmThreads(work: rows * twoF * k)
+    forEachGemmPart(rows, unit: 12, threads: threads, guidedMinimum: gemmGuidedRowUnits) { lo, hi in
         let workspace = Workspace(count: jpgen_linear_geglu_workspace_floats(hi - lo, k))
         defer { workspace.release() }
         let done = jpgen_linear_geglu_packed(hi - lo, f, k, a + lo * k, k, panels, b, dst + lo * f, f, workspace.pointer)

@@ -312,7 +312,7 @@ func copyNonWeightFiles(from source: URL, to destination: URL, omit: Set<String>
     for item in try fm.contentsOfDirectory(atPath: source.path) where !omit.contains(item) {
         let from = source.appendingPathComponent(item), to = destination.appendingPathComponent(item)
         var isDirectory: ObjCBool = false
-        fm.fileExists(atPath: from.path, isDirectory: &isDirectory)
+        _ = fm.fileExists(atPath: from.path, isDirectory: &isDirectory)
         if isDirectory.boolValue {
             try fm.createDirectory(at: to, withIntermediateDirectories: true)
             try copyNonWeightFiles(from: from, to: to, omit: [])
