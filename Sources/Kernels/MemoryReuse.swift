@@ -7,7 +7,7 @@
 // the class (its pages are resident already), so the steady state of a network runs with few page
 // faults. Blocks are mapped directly (page aligned, transparent huge pages requested from 2 MiB up)
 // and unmapped when the pool lets them go. The pool holds at most `BufferPool.shared.limitBytes` of
-// unused blocks (by default 256 MiB or 1/24 of the process's resident size, whichever is more;
+// unused blocks (by default 256 MiB or 1/8 of the process's resident size, whichever is more;
 // JPGEN_BUFFER_POOL_MB fixes it, 0 turns reuse off), evicting the oldest first, which bounds what
 // reuse adds to a run's peak resident size. 256 against 128 (AVX-512 Xeon, 2026-12-05): SD1.5
 // UNet step 3.62 -> 3.38 s (peak RSS 3706 -> 3831 MB), SDXL 26.4 -> 23.6 s (10736 -> 10878 MB), SD VAE
@@ -27,7 +27,7 @@ public final class BufferPool: @unchecked Sendable {
         if let mb = Int(ProcessInfo.processInfo.environment["JPGEN_BUFFER_POOL_MB"] ?? "") {
             return BufferPool(limitBytes: mb << 20)
         }
-        return BufferPool(limitBytes: 256 << 20, residentDivisor: 24)
+        return BufferPool(limitBytes: 256 << 20, residentDivisor: 8)
     }()
 
     /// Requests below this go to malloc.
@@ -55,6 +55,9 @@ public final class BufferPool: @unchecked Sendable {
     /// mapped afresh on every use (page clearing: 5% of a step at 1024x1024). With 1/24 (about 440
     /// MiB for SDXL's 10.4 GB; SD1.5 and the VAE stay at 256 MiB), three runs of each alternated: SDXL
     /// step 21.2-21.6 -> 21.0-21.3 s (best of 2-3 steps), peak RSS 10460 -> 10625 MB (diffusers: 10904).
+    /// 1/8 (about 1.3 GiB for SDXL; SD1.5 455 MiB; the VAEs stay at 256 MiB), 2026-12-06: SDXL page
+    /// clearing 0.4-1.1% -> 0.2% of a step (perf), peak RSS unchanged (10730-10734 MB: the pool's blocks
+    /// are in use when the process peaks); SD1.5 peak 3644 MB either way.
     init(limitBytes: Int, residentDivisor: Int = 0) {
         fixedLimit = max(0, limitBytes)
         self.residentDivisor = max(0, residentDivisor)
