@@ -473,21 +473,21 @@ private struct WinogradPackedFilter {
     func position(_ q: Int) -> UnsafePointer<Float> { UnsafePointer(storage.pointer + q * perPosition) }
 }
 
-/// M[:, p, :] = U[p] V[:, p, :] for the transform positions `positions`, with the calling thread's
-/// sgemm (or the packed filter and `scratch`, jpgen_sgemm_workspace_floats(O, tiles, C) floats).
-/// u: [alpha^2, O, C], v: [C, alpha^2, ldv], mm: [O, alpha^2, ldm].
+/// M[:, p, :] = U[p] V[:, p, :] for the transform positions `positions`: with the packed filter, V
+/// in the packed layout (nothing packed here); else with the calling thread's sgemm, V plain.
+/// u: [alpha^2, O, C], v: V of `tiles` columns in `layout`, mm: [O, alpha^2, ldm].
 @inline(__always)
 private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>?, packed: WinogradPackedFilter?,
-                              scratch: UnsafeMutablePointer<Float>?, v: UnsafePointer<Float>, ldv: Int,
+                              v: UnsafePointer<Float>, layout: WinogradVLayout,
                               mm: UnsafeMutablePointer<Float>, ldm: Int, tiles: Int, positions: StrideTo<Int>) {
     let a2 = p.alpha * p.alpha
     for q in positions {
-        if let packed, let scratch {
-            jpgen_sgemm_avx512_packed_a(p.o, 0, p.o, tiles, p.c, 1, packed.position(q), 0, v + q * ldv, a2 * ldv,
-                                        0, mm + q * ldm, a2 * ldm, scratch)
+        if let packed {
+            jpgen_sgemm_avx512_packed_ab(p.o, 0, p.o, layout.tiles, 0, tiles, p.c, 1, packed.position(q),
+                                         v + q * layout.positionStride, 0, mm + q * ldm, a2 * ldm)
         } else {
             sgemm(transA: false, transB: false, m: p.o, n: tiles, k: p.c,
-                  a: u! + q * p.o * p.c, lda: p.c, b: v + q * ldv, ldb: a2 * ldv,
+                  a: u! + q * p.o * p.c, lda: p.c, b: v + q * layout.positionStride, ldb: a2 * layout.tiles,
                   beta: 0, c: mm + q * ldm, ldc: a2 * ldm)
         }
     }
@@ -622,12 +622,17 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
     let src = x.base
     let target = Swift.max(1, winogradBlockTiles ?? winogradDefaultBlockTiles(c: c, o: o))
     var blocks = (p.tileCount + target - 1) / target
+    // V of a block: packed for the micro-kernel with the packed filter (packing it per product was
+    // 0.6% of an SDXL step), else plain for sgemm.
+    func vLayout(_ blockTiles: Int) -> WinogradVLayout {
+        packed == nil ? .plain(alpha2: a2, c: c, ld: blockTiles) : .packed(alpha2: a2, c: c, tiles: blockTiles)
+    }
     if threads > 1 && blocks >= threads {
         // Worker blocks: as many as threads at least, a multiple of threads when that costs little.
         blocks = ((blocks + threads - 1) / threads) * threads
         let blockTiles = (p.tileCount + blocks - 1) / blocks
         blocks = (p.tileCount + blockTiles - 1) / blockTiles
-        let layout = WinogradVLayout.plain(alpha2: a2, c: c, ld: blockTiles)
+        let layout = vLayout(blockTiles)
         let perWorker = layout.count + a2 * o * blockTiles + winogradLanes
         let workers = Swift.min(threads, blocks)
         let workspace = Workspace(count: workers * perWorker)
@@ -636,13 +641,11 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
         let next = WorkCounter()
         parallelWorkersWithSerialBLAS(workers) { worker in
             let v = buffers + worker * perWorker, mm = v + layout.count
-            let scratch = packed.map { _ in Workspace(count: jpgen_sgemm_workspace_floats(o, blockTiles, c)) }
-            defer { scratch?.release() }
             while let block = next.claim(below: blocks) {
                 let t0 = block * blockTiles, t1 = Swift.min(p.tileCount, t0 + blockTiles)
                 winogradInputBlock(p, x: src, channels: 0..<c, t0: t0, t1: t1, v: v, layout: layout)
-                winogradMultiply(p, u: u, packed: packed, scratch: scratch?.pointer, v: v, ldv: blockTiles,
-                                 mm: mm, ldm: blockTiles, tiles: t1 - t0, positions: stride(from: 0, to: a2, by: 1))
+                winogradMultiply(p, u: u, packed: packed, v: v, layout: layout, mm: mm, ldm: blockTiles,
+                                 tiles: t1 - t0, positions: stride(from: 0, to: a2, by: 1))
                 winogradOutputBlock(p, mm: mm, ldm: blockTiles, channels: 0..<o, t0: t0, t1: t1, bias: b, out: dst)
             }
         }
@@ -650,7 +653,7 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
         // Few tiles: blocks one after another, each step split over threads (channels for the
         // transforms, transform positions for the sgemms).
         let blockTiles = (p.tileCount + blocks - 1) / blocks
-        let layout = WinogradVLayout.plain(alpha2: a2, c: c, ld: blockTiles)
+        let layout = vLayout(blockTiles)
         let workspace = Workspace(count: layout.count + a2 * o * blockTiles + winogradLanes)
         defer { workspace.release() }
         let v = workspace.pointer
@@ -661,11 +664,8 @@ private func conv2dWinograd(_ x: Tensor, u: UnsafePointer<Float>?, packed: Winog
                 winogradInputBlock(p, x: src, channels: r, t0: t0, t1: t1, v: v, layout: layout)
             }
             parallelWorkersWithSerialBLAS(Swift.min(threads, a2)) { worker in
-                let scratch = packed.map { _ in Workspace(count: jpgen_sgemm_workspace_floats(o, blockTiles, c)) }
-                defer { scratch?.release() }
-                winogradMultiply(p, u: u, packed: packed, scratch: scratch?.pointer, v: v, ldv: blockTiles,
-                                 mm: mm, ldm: blockTiles, tiles: t1 - t0,
-                                 positions: stride(from: worker, to: a2, by: Swift.min(threads, a2)))
+                winogradMultiply(p, u: u, packed: packed, v: v, layout: layout, mm: mm, ldm: blockTiles,
+                                 tiles: t1 - t0, positions: stride(from: worker, to: a2, by: Swift.min(threads, a2)))
             }
             parallelRanges(o, grain: 1) { r in
                 winogradOutputBlock(p, mm: mm, ldm: blockTiles, channels: r, t0: t0, t1: t1, bias: b, out: dst)
