@@ -180,10 +180,11 @@ static void pack_a_cols_avx512(const float *a, long lda, long i0, long rows, lon
         _mm512_mask_storeu_ps(dst + kk * MR, (__mmask16)0x0FFF, _mm512_maskz_loadu_ps(m, src));
 }
 
-// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: 16 x 16 blocks through transpose16,
-// masked at the edges.
+// dst[j * ldd + i] = src[i * lds + j] (+ add[j * lda + i] when add is not NULL) for i < rows, j < cols:
+// 16 x 16 blocks through transpose16, masked at the edges.
 __attribute__((target("avx512f")))
-void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd) {
+void jpgen_transpose_add_avx512(const float *src, long lds, long rows, long cols, const float *add, long lda,
+                                float *dst, long ldd) {
     __m512 r[16];
     for (long i0 = 0; i0 < rows; i0 += 16) {
         long ni = rows - i0 < 16 ? rows - i0 : 16;
@@ -195,11 +196,26 @@ void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, fl
             for (long i = 0; i < 16; i++)
                 r[i] = i < ni ? _mm512_maskz_loadu_ps(mj, src + (i0 + i) * lds + j0) : _mm512_setzero_ps();
             transpose16(r);
-            for (long j = 0; j < nj; j++) _mm512_mask_storeu_ps(dst + (j0 + j) * ldd + i0, mi, r[j]);
+            if (add) {
+                for (long j = 0; j < nj; j++)
+                    _mm512_mask_storeu_ps(dst + (j0 + j) * ldd + i0, mi,
+                                          _mm512_add_ps(r[j], _mm512_maskz_loadu_ps(mi, add + (j0 + j) * lda + i0)));
+            } else {
+                for (long j = 0; j < nj; j++) _mm512_mask_storeu_ps(dst + (j0 + j) * ldd + i0, mi, r[j]);
+            }
         }
     }
 }
+
+void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd) {
+    jpgen_transpose_add_avx512(src, lds, rows, cols, NULL, 0, dst, ldd);
+}
 #else
+void jpgen_transpose_add_avx512(const float *src, long lds, long rows, long cols, const float *add, long lda,
+                                float *dst, long ldd) {
+    (void)src; (void)lds; (void)rows; (void)cols; (void)add; (void)lda; (void)dst; (void)ldd;
+}
+
 void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd) {
     (void)src; (void)lds; (void)rows; (void)cols; (void)dst; (void)ldd;
 }

@@ -121,7 +121,9 @@ public struct Transformer2D {
         h = permute(h.reshaped([b, c, hgt * wid]), [0, 2, 1])        // [B, HW, C]
         if let lin = projInLinear { h = lin(h) }
         for block in blocks { h = block(consume h, context: context) }
-        if let lin = projOutLinear { h = lin(h) }
+        if let lin = projOutLinear {
+            return transposeLastTwo(lin(h), adding: x.reshaped([b, c, hgt * wid])).reshaped([b, c, hgt, wid])
+        }
         h = permute(h, [0, 2, 1]).reshaped([b, c, hgt, wid])         // [B, C, H, W]
         if let conv = projOutConv { h = conv(h) }
         h += x

@@ -45,6 +45,29 @@ final class ShapeOpsTests: XCTestCase {
         assertClose(permute(permute(x, [0, 2, 3, 1]), [0, 3, 1, 2]), x, tol: 0, "NCHW->NHWC->NCHW")
     }
 
+    /// The last two dimensions swapped (permute's fast path with AVX-512) and the residual added in the
+    /// same pass, at sizes that leave partial 16 x 16 blocks on both sides.
+    func testTransposeLastTwo() {
+        var rng = SeededGenerator(seed: 403)
+        for shape in [[2, 37, 21], [16, 33], [1, 16, 16], [3, 1, 40]] {
+            let x = randomTensor(shape, &rng)
+            let r = shape[shape.count - 2], c = shape[shape.count - 1], mats = x.count / (r * c)
+            let outShape = Array(shape.dropLast(2)) + [c, r]
+            let addend = randomTensor(outShape, &rng)
+            var dims = Array(0..<shape.count)
+            dims.swapAt(shape.count - 2, shape.count - 1)
+            let plain = permute(x, dims), summed = transposeLastTwo(x, adding: addend)
+            XCTAssertEqual(plain.shape, outShape)
+            XCTAssertEqual(summed.shape, outShape)
+            let xs = x.scalars, ps = plain.scalars, ss = summed.scalars, ads = addend.scalars
+            for m in 0..<mats { for i in 0..<r { for j in 0..<c {
+                let o = m * r * c + j * r + i
+                XCTAssertEqual(ps[o], xs[m * r * c + i * c + j], "\(shape) [\(m), \(j), \(i)]")
+                XCTAssertEqual(ss[o], xs[m * r * c + i * c + j] + ads[o], "\(shape) [\(m), \(j), \(i)] + addend")
+            } } }
+        }
+    }
+
     func testUpsampleAndPad() {
         var rng = SeededGenerator(seed: 402)
         let x = randomTensor([2, 3, 4, 5], &rng)

@@ -104,6 +104,9 @@ void jpgen_winograd_output_tiles(const float *mm, long ldm, int m, float bias, l
 /// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols, through 16 x 16 blocks in registers
 /// (sgemm_avx512.c); only on CPUs with AVX-512F.
 void jpgen_transpose_avx512(const float *src, long lds, long rows, long cols, float *dst, long ldd);
+/// The same plus an addend: dst[j * ldd + i] = src[i * lds + j] + add[j * lda + i] (add NULL: none).
+void jpgen_transpose_add_avx512(const float *src, long lds, long rows, long cols, const float *add, long lda,
+                                float *dst, long ldd);
 
 /// One attention head without a mask (attention_avx512.c): out [tq, dv] (leading dimension ldo) =
 /// softmax(scale * q k^T) v for q [tq, d], k [tk, d], v [tk, dv] with leading dimensions ldq, ldk,
