@@ -53,11 +53,18 @@ final class NormalizationTests: XCTestCase {
         checkLayerNorm(rows: 6, d: 17, seed: 101)
         // rows of 83 (whole and partial AVX-512 vectors) around 100
         checkLayerNorm(rows: 5, d: 83, seed: 105, lo: 97, hi: 103)
+        // each row's first value 400 below the rest: the statistics are summed around it in one pass
+        checkLayerNorm(rows: 4, d: 1280, seed: 106, lo: 97, hi: 103, firstOffset: -400)
     }
 
-    func checkLayerNorm(rows: Int, d: Int, seed: UInt64, lo: Float = -2, hi: Float = 4) {
+    func checkLayerNorm(rows: Int, d: Int, seed: UInt64, lo: Float = -2, hi: Float = 4, firstOffset: Float = 0) {
         var rng = SeededGenerator(seed: seed)
-        let x = randomTensor([rows, d], &rng, lo: lo, hi: hi)
+        var x = randomTensor([rows, d], &rng, lo: lo, hi: hi)
+        if firstOffset != 0 {
+            var values = x.scalars
+            for r in 0..<rows { values[r * d] += firstOffset }
+            x = Tensor(shape: x.shape, data: values)
+        }
         let w = randomTensor([d], &rng), b = randomTensor([d], &rng)
         var want = [Float](), wantPlain = [Float]()
         let xs = x.scalars
