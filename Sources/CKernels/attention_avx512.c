@@ -5,7 +5,7 @@
 // The products are computed transposed, 32 queries at a time, so that no score matrix is ever
 // repacked and the softmax needs no horizontal reductions:
 //   S^T [tk, 32]  = K Q^T      A = K in 12-key panels (packed once per call), B = the 32 queries'
-//                               Q^T [d][32]; each 12 x 32 tile is written straight into P^T, which
+//                               scale Q^T [d][32]; each 12 x 32 tile is written straight into P^T, which
 //                               is thereby already the k-major B panel of the second product
 //   P^T = exp(S^T - max)        column-wise (per query) over the tk rows: 32 lanes, vertical max/sum
 //   O^T [dv, 32]  = V^T P^T     A = V^T in 12-dimension panels (packed once), B = P^T over k = tk
@@ -36,24 +36,54 @@ long jpgen_attention_workspace_floats(long tk, long d, long dv) {
 #include <immintrin.h>
 
 // exp(s - m) for scores s and their maximum m (so s - m <= 0), given mb = m * log2(e), as 2^t with
-// t = s log2(e) - mb rounded once (one FMA): t = n + f with n = round(t), |f| <= 1/2, and 2^f from
-// its Taylor polynomial of degree 6 (remainder below 1.2e-7 relative), scaled by 2^n (vscalefps).
-// 11 instructions for 16 scores, against 18 for the Cephes exp of softmax.c after a subtraction.
-// Relative error about 2e-7 near the maximum, where the weights matter; t's rounding adds up to
-// |t| 2^-24 further out (3e-6 at t = -50, where the weight is below 1e-15). t below -150 gives 0.
+// t = s log2(e) - mb rounded once (one FMA): t = n + f with n = round(t), |f| <= 1/2, and 2^f from a
+// degree-5 polynomial fitted for least relative error on [-1/2, 1/2] (7.5e-8 in exact arithmetic,
+// 2.4e-7 evaluated in float), scaled by 2^n (vscalefps, which gives 0 for any n below -149, so t
+// needs no clamp). 9 instructions for 16 scores, against 18 for the Cephes exp of softmax.c after a
+// subtraction. t's rounding adds up to |t| 2^-24 relative further out (3e-6 at t = -50, where the
+// weight is below 1e-15).
 __attribute__((target("avx512f")))
 static inline __m512 exp_shifted_avx512(__m512 s, __m512 mb) {
-    __m512 t = _mm512_max_ps(_mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), mb), _mm512_set1_ps(-150.f));
+    __m512 t = _mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), mb);
     __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(1.5403530393381608e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+    __m512 p = _mm512_set1_ps(1.327647151972771e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675541330685163e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550713274960701e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022119723933866e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469670638644e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000000716546547f));
     return _mm512_scalef_ps(p, n);
+}
+
+// One 12 x 32 tile of S^T = K Q^T: the K panel ap [d][12] by the (already scaled) Q^T panel bp [d][32],
+// its `rows` live rows stored into tile (32 floats a row), each query's maximum over them folded into
+// m0 / m1 from the registers. jpgen_kernel_12x32 would fetch the tile's rows beforehand, scale each
+// sum and leave the maximum to a second pass over the stored tile.
+__attribute__((target("avx512f")))
+static inline void scores_12x32(long d, const float *ap, const float *bp, float *tile, long rows, __m512 *m0,
+                                __m512 *m1) {
+    __m512 acc[2 * MR];
+    UNROLL
+    for (int i = 0; i < 2 * MR; i++) acc[i] = _mm512_setzero_ps();
+    for (long kk = 0; kk < d; kk++, ap += MR, bp += QB) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        UNROLL
+        for (int r = 0; r < MR; r++) {
+            __m512 x = _mm512_set1_ps(ap[r]);
+            acc[2 * r] = _mm512_fmadd_ps(x, b0, acc[2 * r]);
+            acc[2 * r + 1] = _mm512_fmadd_ps(x, b1, acc[2 * r + 1]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < MR; r++) {
+        if (r < rows) {
+            _mm512_store_ps(tile + r * QB, acc[2 * r]);
+            _mm512_store_ps(tile + r * QB + 16, acc[2 * r + 1]);
+            *m0 = _mm512_max_ps(*m0, acc[2 * r]);
+            *m1 = _mm512_max_ps(*m1, acc[2 * r + 1]);
+        }
+    }
 }
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
@@ -130,17 +160,13 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
         long queries = tq - q0 < QB ? tq - q0 : QB;
         // Q^T for these queries: qp[c][i] = Q[q0 + i][c] (zero past tq), a B panel of Q^T.
         jpgen_pack_b_panel(1, q + q0 * ldq, ldq, 0, queries, 0, d, qp);
-        // S^T = scale * K Q^T, straight into P^T's rows; each query's maximum over the keys is taken
-        // from each tile while it is in L1.
+        __m512 vs = _mm512_set1_ps(scale);
+        for (long i = 0; i < d * QB; i += 16) _mm512_store_ps(qp + i, _mm512_mul_ps(_mm512_load_ps(qp + i), vs));
+        // S^T = (scale Q) K^T, straight into P^T's rows, with each query's maximum over the keys.
         __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
         for (long p = 0; p < kpanels; p++) {
             long rows = tk - p * MR < MR ? tk - p * MR : MR;
-            float *tile = pt + p * MR * QB;
-            jpgen_kernel_12x32(d, kp + p * d * MR, qp, tile, QB, rows, QB, scale, 0.f, 1, NULL);
-            for (long r = 0; r < rows; r++) {
-                m0 = _mm512_max_ps(m0, _mm512_load_ps(tile + r * QB));
-                m1 = _mm512_max_ps(m1, _mm512_load_ps(tile + r * QB + 16));
-            }
+            scores_12x32(d, kp + p * d * MR, qp, pt + p * MR * QB, rows, &m0, &m1);
         }
         // Column-wise softmax (unnormalised): exp and sum.
         __m512 s0 = _mm512_setzero_ps(), s1 = s0;
