@@ -425,9 +425,13 @@ static void gemm_k_inner(long m, long n, long k, float alpha, const float *a, lo
 // hidden strip j and the gate strip f + j computed one after the other into two tiles of the workspace
 // and combined at once: the [m, 2f] projection (SDXL: 40 MB per 1024 tokens) is never written, read
 // back or paged in. The products are the same kernel calls in the same order as the unfused path's, so
-// the result is bit for bit that of `linear` and then `geglu`.
+// the result is bit for bit that of `linear` and then `geglu`. With packed_out, the result goes there
+// instead, in the packed-A layout of the product that follows (jpgen_sgemm_pack_a of all packed_rows
+// rows, k = f; this call's rows from row0, a multiple of 12): each 12 x 32 tile of it, transposed while
+// in L1, is 384 contiguous floats of a panel.
 static void geglu_k_inner(long m, long f, long k, const float *a, long lda, const float *packed_b,
-                          const float *bias, float *out, long ldo, float *ws) {
+                          const float *bias, float *out, long ldo, float *packed_out, long packed_rows, long row0,
+                          float *ws) {
     long blocks = (m + MC - 1) / MC, mblock = round_up((m + blocks - 1) / blocks, MR);
     long padded_cols = round_up(2 * f, NR), mc_max = round_up(min_l(m, mblock), MR);
     float *pa = ws;                                    // [k / KC][mc_max / MR][kc][MR]
@@ -463,8 +467,16 @@ static void geglu_k_inner(long m, long f, long k, const float *a, long lda, cons
                     }
                 }
             }
-            for (long r = 0; r < mc; r++)
-                jpgen_geglu_span_avx512(tile_h + r * NR, tile_g + r * NR, cols, out + (ic + r) * ldo + jr);
+            if (packed_out) {
+                long pc = jr / KC * KC, kc = min_l(KC, f - pc), padded = round_up(packed_rows, MR);
+                for (long r = 0; r < mc; r++) jpgen_geglu_span_avx512(tile_h + r * NR, tile_g + r * NR, cols, tile_h + r * NR);
+                for (long ir = 0; ir < mc; ir += MR)
+                    jpgen_transpose_avx512(tile_h + ir * NR, NR, min_l(MR, mc - ir), cols,
+                                           packed_out + pc * padded + (row0 + ic + ir) / MR * kc * MR + (jr - pc) * MR, MR);
+            } else {
+                for (long r = 0; r < mc; r++)
+                    jpgen_geglu_span_avx512(tile_h + r * NR, tile_g + r * NR, cols, out + (ic + r) * ldo + jr);
+            }
         }
     }
 }
@@ -476,15 +488,18 @@ long jpgen_linear_geglu_workspace_floats(long m, long k) {
 }
 
 int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, const float *packed_b,
-                              const float *bias, float *out, long ldo, float *workspace) {
+                              const float *bias, float *out, long ldo, float *packed_out, long packed_rows,
+                              long row0, float *workspace) {
 #if defined(__x86_64__)
     if (!jpgen_sgemm_avx512_available() || f % NR != 0 || k <= 0) return 0;
+    if (packed_out && (row0 % MR != 0 || row0 + m > packed_rows)) return 0;
     if (m > 0 && f > 0)
-        geglu_k_inner(m, f, k, a, lda, packed_b, bias, out, ldo,
+        geglu_k_inner(m, f, k, a, lda, packed_b, bias, out, ldo, packed_out, packed_rows, row0,
                       (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63));
     return 1;
 #else
-    (void)m; (void)f; (void)k; (void)a; (void)lda; (void)packed_b; (void)bias; (void)out; (void)ldo; (void)workspace;
+    (void)m; (void)f; (void)k; (void)a; (void)lda; (void)packed_b; (void)bias; (void)out; (void)ldo; (void)packed_out;
+    (void)packed_rows; (void)row0; (void)workspace;
     return 0;
 #endif
 }
@@ -679,10 +694,10 @@ void jpgen_sgemm_avx512_packed_a(long packed_rows, long row0, long m, long n, lo
 
 void jpgen_sgemm_avx512_packed_ab(long packed_rows, long row0, long m, long packed_cols, long col0, long n,
                                   long k, float alpha, const float *packed_a, const float *packed_b, float beta,
-                                  float *c, long ldc) {
+                                  const float *bias, float *c, long ldc) {
     float unused[32];   // both blocks come packed: the workspace is only aligned, never used
     gemm_blocked(0, 0, m, n, k, alpha, NULL, 0, packed_a, packed_rows, row0, NULL, 0, packed_b, packed_cols, col0,
-                 beta, NULL, c, ldc, unused);
+                 beta, bias, c, ldc, unused);
 }
 
 long jpgen_sgemm_k_block(void) {

@@ -484,7 +484,7 @@ private func winogradMultiply(_ p: WinogradPlan, u: UnsafePointer<Float>?, packe
     for q in positions {
         if let packed {
             jpgen_sgemm_avx512_packed_ab(p.o, 0, p.o, layout.tiles, 0, tiles, p.c, 1, packed.position(q),
-                                         v + q * layout.positionStride, 0, mm + q * ldm, a2 * ldm)
+                                         v + q * layout.positionStride, 0, nil, mm + q * ldm, a2 * ldm)
         } else {
             sgemm(transA: false, transB: false, m: p.o, n: tiles, k: p.c,
                   a: u! + q * p.o * p.c, lda: p.c, b: v + q * layout.positionStride, ldb: a2 * layout.tiles,
@@ -590,7 +590,7 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
                 let out = mm + o0 * a2 * tiles + q * tiles
                 if useAVX512GEMM {
                     jpgen_sgemm_avx512_packed_ab(live, 0, live, layout.tiles, 0, tiles, c, 1, u.pointer + q * perPosition,
-                                                 v + q * layout.positionStride, 0, out, a2 * tiles)
+                                                 v + q * layout.positionStride, 0, nil, out, a2 * tiles)
                 } else {
                     let a = u.pointer + q * live * c
                     sgemm(transA: false, transB: false, m: live, n: tiles, k: c, a: a, lda: c,

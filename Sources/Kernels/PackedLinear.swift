@@ -148,21 +148,97 @@ public func linear(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tenso
 /// 1024 tokens, and its GEGLU pass was 0.9% of a step). Bit for bit `geglu(linear(x, gemmPacked:))`.
 /// nil where it does not apply (out / 2 not a multiple of 32, or no inputs): use the two steps.
 public func linearGEGLU(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tensor?) -> Tensor? {
-    let twoF = weight.outFeatures, k = weight.inFeatures, f = twoF / 2
+    guard let f = fusedGEGLUColumns(x, weight, bias) else { return nil }
+    let rows = x.count / weight.inFeatures
+    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
+    if rows == 0 || f == 0 { return out }
+    let dst = out.fresh
+    fusedGEGLU(x, weight, bias) { lo, hi, workspace in
+        jpgen_linear_geglu_packed(hi - lo, f, weight.inFeatures, x.base + lo * weight.inFeatures, weight.inFeatures,
+                                  weight.panels.base, bias?.base, dst + lo * f, f, nil, 0, 0, workspace)
+    }
+    return out
+}
+
+/// Rows [..., k] in the micro-kernel's packed-A layout (jpgen_sgemm_pack_a), as the fused GEGLU writes
+/// its result for the product after it (`linear(_:gemmPacked:bias:addingTo:)` on packed rows).
+public struct GemmPackedRows {
+    /// The rows' shape: the leading dimensions and k.
+    public let shape: [Int]
+    let panels: Workspace   // jpgen_sgemm_packed_a_floats(rows, k) floats
+    var rows: Int { shape.dropLast().reduce(1, *) }
+    var k: Int { shape[shape.count - 1] }
+
+    /// Gives the panels back to the buffer pool; the rows are unusable afterwards.
+    public func release() { panels.release() }
+}
+
+/// `linearGEGLU` with the result written straight into the packed-A layout of the product that follows
+/// (a transformer block's feed-forward output: SDXL's [tokens, 5120] GEGLU output was written, then read
+/// and packed again by that product: 36% of all the A packing in a step). nil where `linearGEGLU` is
+/// nil, or without the AVX-512 kernels.
+public func linearGEGLUPacked(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: Tensor?) -> GemmPackedRows? {
+    guard let f = fusedGEGLUColumns(x, weight, bias) else { return nil }
+    let rows = x.count / weight.inFeatures
+    let packed = GemmPackedRows(shape: Array(x.shape.dropLast()) + [f],
+                                panels: Workspace(count: Swift.max(1, jpgen_sgemm_packed_a_floats(rows, f))))
+    if rows == 0 || f == 0 { return packed }
+    let dst = packed.panels.pointer
+    fusedGEGLU(x, weight, bias) { lo, hi, workspace in
+        jpgen_linear_geglu_packed(hi - lo, f, weight.inFeatures, x.base + lo * weight.inFeatures, weight.inFeatures,
+                                  weight.panels.base, bias?.base, nil, 0, dst, rows, lo, workspace)
+    }
+    return packed
+}
+
+/// The fused GEGLU's output columns (out / 2), or nil where it does not apply; checks the shapes.
+private func fusedGEGLUColumns(_ x: Tensor, _ weight: GemmPackedWeight, _ bias: Tensor?) -> Int? {
+    let twoF = weight.outFeatures, k = weight.inFeatures
     guard twoF % 64 == 0 && k > 0 else { return nil }
     precondition(x.rank >= 1 && x.shape[x.rank - 1] == k,
                  "linear input \(x.shape) does not end in \(k) (weight [\(twoF), \(k)])")
     if let bias { precondition(bias.count == twoF, "linear bias \(bias.shape) for \(twoF) outputs") }
-    let rows = x.count / Swift.max(k, 1)
-    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
-    if rows == 0 || f == 0 { return out }
-    let a = x.base, dst = out.fresh, panels = weight.panels.base, b = bias?.base
-    let threads = gemmThreads(work: rows * twoF * k)
+    return twoF / 2
+}
+
+/// Runs the fused GEGLU kernel over x's rows in guided parts: `kernel(lo, hi, workspace)` for rows
+/// lo ..< hi (lo a multiple of 12), with jpgen_linear_geglu_workspace_floats(hi - lo, k) floats.
+private func fusedGEGLU(_ x: Tensor, _ weight: GemmPackedWeight, _ bias: Tensor?,
+                        _ kernel: (_ lo: Int, _ hi: Int, _ workspace: UnsafeMutablePointer<Float>) -> Int32) {
+    let k = weight.inFeatures, rows = x.count / k
+    let threads = gemmThreads(work: rows * weight.outFeatures * k)
     forEachGemmPart(rows, unit: 12, threads: threads, guidedMinimum: gemmGuidedRowUnits) { lo, hi in
         let workspace = Workspace(count: jpgen_linear_geglu_workspace_floats(hi - lo, k))
         defer { workspace.release() }
-        let done = jpgen_linear_geglu_packed(hi - lo, f, k, a + lo * k, k, panels, b, dst + lo * f, f, workspace.pointer)
-        precondition(done != 0, "linearGEGLU: the AVX-512 kernel refused f = \(f)")
+        let done = kernel(lo, hi, workspace.pointer)   // (not inside precondition: -Ounchecked drops it)
+        precondition(done != 0, "linearGEGLU: the AVX-512 kernel refused f = \(weight.outFeatures / 2)")
     }
-    return out
+}
+
+/// residual [..., out] += x weight^T + bias for x in packed rows (from `linearGEGLUPacked`), the
+/// addition fused into the product as in `linear(_:gemmPacked:bias:addingTo:)`, whose result this is
+/// bit for bit for the same rows.
+public func linear(_ x: GemmPackedRows, gemmPacked weight: GemmPackedWeight, bias: Tensor?,
+                   addingTo residual: inout Tensor) {
+    let n = weight.outFeatures, k = weight.inFeatures, rows = x.rows
+    precondition(x.k == k, "linear input rows \(x.shape) do not end in \(k) (weight [\(n), \(k)])")
+    precondition(residual.shape == Array(x.shape.dropLast()) + [n],
+                 "linear residual \(residual.shape) for input rows \(x.shape) and \(n) outputs")
+    if let bias { precondition(bias.count == n, "linear bias has shape \(bias.shape), expected [\(n)]") }
+    if rows == 0 || n == 0 { return }
+    let a = UnsafePointer(x.panels.pointer), panels = weight.panels.base, b = bias?.base
+    let threads = gemmThreads(work: rows * n * Swift.max(k, 1))
+    let splitRows = rows >= 240 * threads
+    residual.withUnsafeMutableBufferPointer { buffer in
+        let c = buffer.baseAddress!
+        forEachGemmPart(splitRows ? rows : n, unit: splitRows ? 12 : 32, threads: threads,
+                        guidedMinimum: splitRows ? gemmGuidedRowUnits : nil) { lo, hi in
+            if splitRows {
+                jpgen_sgemm_avx512_packed_ab(rows, lo, hi - lo, n, 0, n, k, 1, a, panels, 1, b, c + lo * n, n)
+            } else {
+                jpgen_sgemm_avx512_packed_ab(rows, 0, rows, n, lo, hi - lo, k, 1, a, panels, 1, b.map { $0 + lo },
+                                             c + lo, n)
+            }
+        }
+    }
 }

@@ -91,6 +91,27 @@ public struct LinearWeights {
         if case .gemmPacked(let p) = storage, let out = linearGEGLU(x, gemmPacked: p, bias: bias) { return out }
         return Kernels.geglu(callAsFunction(x))
     }
+
+    /// Whether the weight is kept in the AVX-512 sgemm's panels (then packed rows can be its input).
+    public var isGemmPacked: Bool {
+        if case .gemmPacked = storage { return true }
+        return false
+    }
+
+    /// `geglu(x)` in the packed-A layout of the product that follows it (`linearGEGLUPacked`), or nil
+    /// where the weight is not kept in the AVX-512 sgemm's panels or the fused kernel does not apply.
+    public func gegluPacked(_ x: Tensor) -> GemmPackedRows? {
+        if case .gemmPacked(let p) = storage { return linearGEGLUPacked(x, gemmPacked: p, bias: bias) }
+        return nil
+    }
+
+    /// residual += self(x) for rows packed by `gegluPacked`; only where `isGemmPacked`.
+    public func callAsFunction(_ x: GemmPackedRows, addingTo residual: inout Tensor) {
+        guard case .gemmPacked(let p) = storage else {
+            preconditionFailure("linear on packed rows needs a weight kept in the AVX-512 sgemm's panels")
+        }
+        linear(x, gemmPacked: p, bias: bias, addingTo: &residual)
+    }
 }
 
 /// A `torch.nn.LayerNorm` over the last dimension.

@@ -79,7 +79,15 @@ public struct BasicTransformerBlock {
         var h = x
         attn1(norm1(h), addingTo: &h)
         attn2(norm2(h), context: context, addingTo: &h)
-        ffOut(ffIn.geglu(norm3(h)), addingTo: &h)
+        let normed = norm3(h)
+        // The GEGLU output straight in the packed form of the output projection's input where both
+        // weights are kept packed (AVX-512).
+        if ffOut.isGemmPacked, let rows = ffIn.gegluPacked(normed) {
+            ffOut(rows, addingTo: &h)
+            rows.release()
+        } else {
+            ffOut(ffIn.geglu(normed), addingTo: &h)
+        }
         return h
     }
 }

@@ -103,6 +103,35 @@ final class PackedLinearTests: XCTestCase {
         }
     }
 
+    /// The fused GEGLU written as packed rows and the next product on them: bit for bit the unpacked
+    /// GEGLU and `linear(_:gemmPacked:bias:addingTo:)`; rows that fill their last panel and rows that do
+    /// not, on one thread (split by columns) and split by rows, GEGLU outputs of one and several k
+    /// blocks of the second product, with and without biases.
+    func testPackedGEGLURowsFeedTheNextProduct() throws {
+        var rng = SeededGenerator(seed: 23)
+        guard GemmPackedWeight(randomTensor([64, 64], &rng)) != nil else {
+            throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
+        }
+        for (m, k, f, n) in [(13, 64, 64, 40), (96, 300, 320, 96), (530, 320, 160, 64), (1000, 128, 544, 96)] {
+            let x = randomTensor([m, k], &rng), w1 = randomTensor([2 * f, k], &rng), b1 = randomTensor([2 * f], &rng)
+            let w2 = randomTensor([n, f], &rng), b2 = randomTensor([n], &rng)
+            let first = try XCTUnwrap(GemmPackedWeight(w1)), second = try XCTUnwrap(GemmPackedWeight(w2))
+            for biases in [true, false] {
+                let what = "m \(m) k \(k) f \(f) n \(n) biases \(biases)"
+                let start = randomTensor([m, n], &rng, lo: -4, hi: 4)
+                var want = Tensor(shape: start.shape, data: start.scalars)
+                let hidden = try XCTUnwrap(linearGEGLU(x, gemmPacked: first, bias: biases ? b1 : nil), what)
+                linear(hidden, gemmPacked: second, bias: biases ? b2 : nil, addingTo: &want)
+                let rows = try XCTUnwrap(linearGEGLUPacked(x, gemmPacked: first, bias: biases ? b1 : nil), what)
+                XCTAssertEqual(rows.shape, [m, f], what)
+                var got = Tensor(shape: start.shape, data: start.scalars)
+                linear(rows, gemmPacked: second, bias: biases ? b2 : nil, addingTo: &got)
+                rows.release()
+                XCTAssertEqual(got.scalars, want.scalars, what)
+            }
+        }
+    }
+
     /// GEGLU fused into its projection: bit for bit the projection and then `geglu`, and close to a
     /// naive GEGLU in Double; row counts on one thread and split over threads, one and several k blocks,
     /// hidden and gate strips in one row block and in several; nil where out / 2 is not a multiple of 32.

@@ -69,18 +69,23 @@ void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, lo
                                  const float *bias, float *c, long ldc, float *workspace);
 /// Both operands packed beforehand (e.g. a Winograd filter and the transformed tiles): rows row0 ..<
 /// row0 + m of packed A (row0 a multiple of 12) times columns col0 ..< col0 + n of packed B (col0 a
-/// multiple of 32) into C = alpha * A B + beta * C; c points at row row0, column col0. No workspace.
+/// multiple of 32) into C = (alpha * A B + bias) + beta * C; c and bias (NULL: none; else one value per
+/// column) point at column col0, c at row row0. No workspace.
 void jpgen_sgemm_avx512_packed_ab(long packed_rows, long row0, long m, long packed_cols, long col0, long n,
                                   long k, float alpha, const float *packed_a, const float *packed_b, float beta,
-                                  float *c, long ldc);
+                                  const float *bias, float *c, long ldc);
 /// GEGLU fused into its projection (diffusers' GEGLU: proj, then hidden * gelu(gate)): out [m, f] (leading
 /// dimension ldo) = h * gelu(g), [h | g] = A W^T + bias, A [m, k] row-major, W [2f, k] packed by
 /// jpgen_sgemm_pack_b (packed_cols 2f), bias NULL or [2f]. Bit for bit the unfused result; the [m, 2f]
-/// projection is never stored. Single-threaded: callers split the rows. 0 (nothing done) without
-/// AVX-512 or when f is not a multiple of 32. Workspace: jpgen_linear_geglu_workspace_floats(m, k) floats.
+/// projection is never stored. packed_out: NULL, or the result goes there instead of out, as rows row0
+/// ..< row0 + m (row0 a multiple of 12) of the packed A [packed_rows, f] of jpgen_sgemm_pack_a, ready for
+/// the next product (jpgen_sgemm_avx512_packed_ab). Single-threaded: callers split the rows. 0 (nothing
+/// done) without AVX-512, when f is not a multiple of 32, or when the rows do not fit packed_out.
+/// Workspace: jpgen_linear_geglu_workspace_floats(m, k) floats.
 long jpgen_linear_geglu_workspace_floats(long m, long k);
 int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, const float *packed_b,
-                              const float *bias, float *out, long ldo, float *workspace);
+                              const float *bias, float *out, long ldo, float *packed_out, long packed_rows,
+                              long row0, float *workspace);
 /// The Winograd filter U = G g G^T (tile 2 or 4: alpha^2 = 16 or 36 positions) of output channels
 /// o0 ..< o0 + rows of a [O, C, 3, 3] weight, straight into the packed form of jpgen_sgemm_pack_a:
 /// position q's [rows, C] matrix at packed + q * stride (stride >= jpgen_sgemm_packed_a_floats(rows,
