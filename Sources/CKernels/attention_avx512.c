@@ -37,7 +37,7 @@ long jpgen_attention_workspace_floats(long tk, long d, long dv) {
 
 // exp(s - m) for scores s and their maximum m (so s - m <= 0), given mb = m * log2(e), as 2^t with
 // t = s log2(e) - mb rounded once (one FMA): t = n + f with n = round(t), |f| <= 1/2, and 2^f from a
-// degree-5 polynomial fitted for least relative error on [-1/2, 1/2] (7.5e-8 in exact arithmetic,
+// degree-5 polynomial fitted for the least largest relative error on [-1/2, 1/2] (7.5e-8 exactly,
 // 2.4e-7 evaluated in float), scaled by 2^n (vscalefps, which gives 0 for any n below -149, so t
 // needs no clamp). 9 instructions for 16 scores, against 18 for the Cephes exp of softmax.c after a
 // subtraction. t's rounding adds up to |t| 2^-24 relative further out (3e-6 at t = -50, where the

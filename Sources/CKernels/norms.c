@@ -12,8 +12,8 @@
 
 // The sums of d = p[i] - shift and of d^2 in 4 x 8 double lanes, in one pass: with shift = p[0],
 // (mean - shift)^2 is of the order of the variance for any data a norm sees, so s2 - s1^2 / n loses
-// a few bits of Double at most (two passes, the mean first, read the data twice: 0.6% of an SDXL
-// UNet step in GroupNorm).
+// a few bits of Double at most. (Two passes, the mean first, read the data twice: 0.6% of an SDXL
+// UNet step in GroupNorm.)
 __attribute__((target("avx512f")))
 static void shifted_sums(const float *p, long n, double shift, double *s1, double *s2) {
     __m512d a[4], q[4];
