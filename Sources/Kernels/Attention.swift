@@ -55,8 +55,8 @@ public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
     let qBase = query.base, kBase = key.base, vBase = value.base, oBase = out.fresh
     let maskBase = mask?.base
     if mask == nil && useAVX512GEMM && fusedAttentionEnabled {
-        fusedAttentionAVX512(q: qBase, k: kBase, v: vBase, out: oBase, b: b, bk: bk, tq: tq, tk: tk,
-                             heads: heads, d: d, dv: dv, scale: alpha)
+        fusedAttentionAVX512(q: qBase, ldq: cq, k: kBase, ldk: ck, v: vBase, ldv: cv, out: oBase, b: b, bk: bk,
+                             tq: tq, tk: tk, heads: heads, d: d, dv: dv, scale: alpha)
         return out
     }
 
@@ -129,14 +129,36 @@ public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int,
     return out
 }
 
+/// Self-attention on one projection of q, k and v side by side (diffusers' fuse_qkv_projections: one
+/// product instead of three, its input packed once): qkv [B, T, 3 * H*D] -> [B, T, H*D], the same as
+/// `attention(query:key:value:heads:scale:)` on its three thirds. The fused AVX-512 heads read the thirds
+/// in place; otherwise they are copied apart first.
+public func attention(qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+    precondition(qkv.rank == 3 && qkv.shape[2] % 3 == 0,
+                 "attention(qkv:) needs [B, T, 3 * C], got \(qkv.shape)")
+    let b = qkv.shape[0], t = qkv.shape[1], c = qkv.shape[2] / 3
+    precondition(heads > 0 && c % heads == 0, "attention: channels \(c) not divisible by \(heads) heads")
+    guard useAVX512GEMM && fusedAttentionEnabled else {
+        let parts = split(qkv, axis: 2, sizes: [c, c, c])
+        return attention(query: parts[0], key: parts[1], value: parts[2], heads: heads, scale: scale)
+    }
+    let out = Tensor(uninitializedShape: [b, t, c])
+    if out.count == 0 { return out }
+    let d = c / heads, base = qkv.base
+    fusedAttentionAVX512(q: base, ldq: 3 * c, k: base + c, ldk: 3 * c, v: base + 2 * c, ldv: 3 * c, out: out.fresh,
+                         b: b, bk: b, tq: t, tk: t, heads: heads, d: d, dv: d, scale: scale ?? 1 / Float(d).squareRoot())
+    return out
+}
+
 /// The fused AVX-512 heads: jobs of (batch, head, range of queries), at least two per thread when
 /// the queries allow, claimed by the workers as they come free, each with its own workspace (the K
 /// and V panels are packed per job: about tk * (d + dv) floats, small beside the job's
-/// 2 * rows * tk * (d + dv) flops).
-private func fusedAttentionAVX512(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                  out: UnsafeMutablePointer<Float>, b: Int, bk: Int, tq: Int, tk: Int,
-                                  heads: Int, d: Int, dv: Int, scale: Float) {
-    let cq = heads * d, cv = heads * dv
+/// 2 * rows * tk * (d + dv) flops). Rows of q, k and v are ldq, ldk and ldv floats apart (a head's
+/// values at h * d of its row); out is [B, Tq, H * Dv].
+private func fusedAttentionAVX512(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+                                  v: UnsafePointer<Float>, ldv: Int, out: UnsafeMutablePointer<Float>, b: Int, bk: Int,
+                                  tq: Int, tk: Int, heads: Int, d: Int, dv: Int, scale: Float) {
+    let cv = heads * dv
     let threads = kernelThreadCount
     let pairs = b * heads
     // Query ranges of whole 32-query blocks, enough jobs for every thread.
@@ -153,8 +175,8 @@ private func fusedAttentionAVX512(q: UnsafePointer<Float>, k: UnsafePointer<Floa
             let bi = pair / heads, h = pair % heads, kb = bk == 1 ? 0 : bi
             let q0 = range * blocks / rangesPerHead * 32, q1 = min(tq, (range + 1) * blocks / rangesPerHead * 32)
             if q0 < q1 {
-                jpgen_attention_head_avx512(q + (bi * tq + q0) * cq + h * d, cq, q1 - q0,
-                                            k + kb * tk * cq + h * d, cq, v + kb * tk * cv + h * dv, cv,
+                jpgen_attention_head_avx512(q + (bi * tq + q0) * ldq + h * d, ldq, q1 - q0,
+                                            k + kb * tk * ldk + h * d, ldk, v + kb * tk * ldv + h * dv, ldv,
                                             tk, d, dv, scale, out + (bi * tq + q0) * cv + h * dv, cv,
                                             workspace.pointer)
             }

@@ -67,14 +67,15 @@ struct VAEAttention {
     init(_ store: WeightStore, _ prefix: String, channels: Int, groups: Int) throws {
         norm = try GroupNormWeights(store, prefix + ".group_norm", channels: channels, groups: groups, eps: 1e-6)
         // Single-file (LDM) checkpoints keep q/k/v/proj_out as 1x1 convs [C, C, 1, 1].
-        func proj(_ name: String) throws -> LinearWeights {
+        func proj(_ name: String) throws -> (weight: Tensor, bias: Tensor?) {
             let key = "\(prefix).\(name)"
             let conv = store.shape(of: key + ".weight")?.count == 4
             let w = try store.take(key + ".weight", shape: conv ? [channels, channels, 1, 1] : [channels, channels])
-            return LinearWeights(weight: w.reshaped([channels, channels]), bias: try store.take(key + ".bias", shape: [channels]))
+            return (w.reshaped([channels, channels]), try store.take(key + ".bias", shape: [channels]))
         }
-        attn = AttentionWeights(toQ: try proj("to_q"), toK: try proj("to_k"), toV: try proj("to_v"),
-                                toOut: try proj("to_out.0"), heads: 1)
+        let out = try proj("to_out.0")
+        attn = AttentionWeights(q: try proj("to_q"), k: try proj("to_k"), v: try proj("to_v"),
+                                toOut: LinearWeights(weight: out.weight, bias: out.bias), heads: 1, selfAttention: true)
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {

@@ -8,28 +8,46 @@ import Kernels
 
 /// diffusers Attention without norms: q from x, k/v from the context (or x), output projection.
 public struct AttentionWeights {
-    public var toQ: LinearWeights
-    public var toK: LinearWeights
-    public var toV: LinearWeights
+    /// q, k and v: for self-attention one projection [3 * inner, C] (diffusers' fuse_qkv_projections:
+    /// one product, its input packed once, instead of three), else three.
+    enum Projections {
+        case fused(LinearWeights)
+        case separate(q: LinearWeights, k: LinearWeights, v: LinearWeights)
+    }
+    var projections: Projections
     public var toOut: LinearWeights
     public var heads: Int
 
-    public init(toQ: LinearWeights, toK: LinearWeights, toV: LinearWeights, toOut: LinearWeights, heads: Int) {
-        self.toQ = toQ
-        self.toK = toK
-        self.toV = toV
+    /// Weights [inner, C] and biases [inner] (or nil) of q, k and v; fused into one projection where
+    /// `selfAttention` (k and v then read x, never a context).
+    public init(q: (weight: Tensor, bias: Tensor?), k: (weight: Tensor, bias: Tensor?), v: (weight: Tensor, bias: Tensor?),
+                toOut: LinearWeights, heads: Int, selfAttention: Bool) {
+        if selfAttention {
+            let biases = [q.bias, k.bias, v.bias].compactMap { $0 }
+            precondition(biases.isEmpty || biases.count == 3, "AttentionWeights: q, k and v must all have biases or none")
+            projections = .fused(LinearWeights(weight: concat([q.weight, k.weight, v.weight], axis: 0),
+                                               bias: biases.isEmpty ? nil : concat(biases, axis: 0)))
+        } else {
+            projections = .separate(q: LinearWeights(weight: q.weight, bias: q.bias),
+                                    k: LinearWeights(weight: k.weight, bias: k.bias),
+                                    v: LinearWeights(weight: v.weight, bias: v.bias))
+        }
         self.toOut = toOut
         self.heads = heads
     }
 
     /// `qkvBias`: false in the UNet (diffusers default), true in the VAE's mid-block attention.
-    public init(_ store: WeightStore, _ prefix: String, queryDim: Int, contextDim: Int, heads: Int,
+    /// Self-attention where `contextDim` is nil.
+    public init(_ store: WeightStore, _ prefix: String, queryDim: Int, contextDim: Int?, heads: Int,
                 innerDim: Int, qkvBias: Bool) throws {
-        toQ = try LinearWeights(store, prefix + ".to_q", out: innerDim, in: queryDim, bias: qkvBias)
-        toK = try LinearWeights(store, prefix + ".to_k", out: innerDim, in: contextDim, bias: qkvBias)
-        toV = try LinearWeights(store, prefix + ".to_v", out: innerDim, in: contextDim, bias: qkvBias)
-        toOut = try LinearWeights(store, prefix + ".to_out.0", out: queryDim, in: innerDim)
-        self.heads = heads
+        func take(_ name: String, in width: Int) throws -> (weight: Tensor, bias: Tensor?) {
+            (try store.take(prefix + name + ".weight", shape: [innerDim, width]),
+             qkvBias ? try store.take(prefix + name + ".bias", shape: [innerDim]) : nil)
+        }
+        let kv = contextDim ?? queryDim
+        self.init(q: try take(".to_q", in: queryDim), k: try take(".to_k", in: kv), v: try take(".to_v", in: kv),
+                  toOut: try LinearWeights(store, prefix + ".to_out.0", out: queryDim, in: innerDim), heads: heads,
+                  selfAttention: contextDim == nil)
     }
 
     // x: [B, T, C], context: [B, S, Cc] or nil (self-attention) -> [B, T, C]
@@ -44,8 +62,14 @@ public struct AttentionWeights {
 
     /// The heads' outputs before the output projection: [B, T, inner].
     private func headOutputs(_ x: Tensor, context: Tensor?) -> Tensor {
-        let ctx = context ?? x
-        return attention(query: toQ(x), key: toK(ctx), value: toV(ctx), heads: heads)
+        switch projections {
+        case .fused(let qkv):
+            precondition(context == nil, "AttentionWeights: self-attention weights called with a context")
+            return attention(qkv: qkv(x), heads: heads)
+        case .separate(let q, let k, let v):
+            let ctx = context ?? x
+            return attention(query: q(x), key: k(ctx), value: v(ctx), heads: heads)
+        }
     }
 }
 
@@ -62,7 +86,7 @@ public struct BasicTransformerBlock {
 
     public init(_ store: WeightStore, _ prefix: String, dim: Int, heads: Int, contextDim: Int) throws {
         norm1 = try LayerNormWeights(store, prefix + ".norm1", dim: dim, eps: 1e-5)
-        attn1 = try AttentionWeights(store, prefix + ".attn1", queryDim: dim, contextDim: dim, heads: heads,
+        attn1 = try AttentionWeights(store, prefix + ".attn1", queryDim: dim, contextDim: nil, heads: heads,
                                      innerDim: dim, qkvBias: false)
         norm2 = try LayerNormWeights(store, prefix + ".norm2", dim: dim, eps: 1e-5)
         attn2 = try AttentionWeights(store, prefix + ".attn2", queryDim: dim, contextDim: contextDim, heads: heads,

@@ -45,6 +45,29 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Self-attention on one fused projection [B, T, 3C]: the fused heads read q, k and v in place (rows
+    /// 3C apart), the other path splits them; both equal `attention` on the three parts, and the naive
+    /// loop. Batches of 2, ragged 32-query blocks, SDXL's head width 64 and the VAE's single head of 96.
+    func testFusedQKVProjection() {
+        defer { fusedAttentionEnabled = true }
+        for fused in [true, false] {
+            fusedAttentionEnabled = fused
+            for (b, t, heads, d, seed) in [(2, 70, 2, 64, 220), (1, 33, 1, 96, 221), (1, 1, 3, 8, 222)] as [(Int, Int, Int, Int, UInt64)] {
+                var rng = SeededGenerator(seed: seed)
+                let c = heads * d
+                let qkv = randomTensor([b, t, 3 * c], &rng, lo: -2, hi: 2)
+                let parts = split(qkv, axis: 2, sizes: [c, c, c])
+                let what = "b\(b) t\(t) h\(heads) d\(d) fused heads \(fused)"
+                let got = attention(qkv: qkv, heads: heads)
+                XCTAssertEqual(got.shape, [b, t, c], what)
+                XCTAssertEqual(got.scalars, attention(query: parts[0], key: parts[1], value: parts[2], heads: heads).scalars,
+                               what + ": the three parts apart")
+                assertClose(got, naiveAttention(q: parts[0], k: parts[1], v: parts[2], heads: heads, mask: nil, scale: nil),
+                            tol: 1e-5, what + " vs naive")
+            }
+        }
+    }
+
     func testMaskShapesAndScale() {
         check(b: 2, tq: 6, tk: 5, heads: 2, d: 8, dv: 8, kvBatch: 2, maskShape: [2, 6, 5], scale: nil, seed: 201)
         check(b: 2, tq: 6, tk: 5, heads: 2, d: 8, dv: 8, kvBatch: 2, maskShape: [1, 1, 5], scale: 0.3, seed: 202)
