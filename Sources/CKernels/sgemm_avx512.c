@@ -720,6 +720,18 @@ void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, l
     }
 }
 
+// Rows row0 ..< row0 + rows of a weight [n, k] (B stored [n, k]) given apart, row r at b + (r - row0) * ldb,
+// into panels panel0 ..< panel1 of the packed layout of the whole (those of these rows).
+void jpgen_sgemm_pack_b_rows(long n, long k, long row0, long rows, const float *b, long ldb, long panel0,
+                             long panel1, float *packed) {
+    long padded = round_up(n, NR);
+    for (long pc = 0; pc < k; pc += KC) {
+        long kc = min_l(KC, k - pc);
+        for (long j = panel0 * NR; j < panel1 * NR && j < row0 + rows; j += NR)
+            pack_b_panel(1, b, ldb, j - row0, min_l(NR, row0 + rows - j), pc, kc, packed + pc * padded + (j / NR) * kc * NR);
+    }
+}
+
 void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, long k, float alpha,
                                  const float *a, long lda, const float *packed_b, float beta,
                                  const float *bias, float *c, long ldc, float *workspace) {

@@ -76,14 +76,30 @@ public struct GemmPackedWeight {
     /// nil without the AVX-512 sgemm (`useAVX512GEMM`), where `linear` takes the weight as it is.
     public init?(_ weight: Tensor) {
         precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
+        self.init(stacking: [weight])
+    }
+
+    /// Weights [n_i, in] stacked into one [n_1 + n_2 + ..., in] (a self-attention's q, k and v), packed
+    /// from the parts themselves: no stacked copy is made (it would stay behind in the buffer pool). Every
+    /// part but the last has a multiple of 32 rows. nil without the AVX-512 sgemm.
+    public init?(stacking parts: [Tensor]) {
+        precondition(!parts.isEmpty && parts.allSatisfy { $0.rank == 2 && $0.shape[1] == parts[0].shape[1] },
+                     "stacked linear weights must be [out, in] with one `in`, got \(parts.map(\.shape))")
+        precondition(parts.dropLast().allSatisfy { $0.shape[0] % 32 == 0 },
+                     "stacked linear weights: every part but the last needs a multiple of 32 rows, got \(parts.map(\.shape))")
         guard useAVX512GEMM else { return nil }
-        let n = weight.shape[0], k = weight.shape[1]
+        let n = parts.reduce(0) { $0 + $1.shape[0] }, k = parts[0].shape[1]
         outFeatures = n
         inFeatures = k
         let packed = Tensor(uninitializedShape: [Swift.max(1, jpgen_sgemm_packed_b_floats(n, k))])
-        let dst = packed.fresh, src = weight.base
-        parallelRanges((n + 31) / 32, grain: Swift.max(1, (1 << 16) / Swift.max(32 * k, 1))) { range in
-            jpgen_sgemm_pack_b(1, n, k, src, k, range.lowerBound, range.upperBound, dst)
+        let dst = packed.fresh
+        var row0 = 0
+        for part in parts {
+            let first = row0, rows = part.shape[0], src = part.base
+            parallelRanges((rows + 31) / 32, grain: Swift.max(1, (1 << 16) / Swift.max(32 * k, 1))) { range in
+                jpgen_sgemm_pack_b_rows(n, k, first, rows, src, k, first / 32 + range.lowerBound, first / 32 + range.upperBound, dst)
+            }
+            row0 += rows
         }
         panels = packed
     }

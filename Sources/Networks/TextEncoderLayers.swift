@@ -34,6 +34,24 @@ public struct LinearWeights {
         self.bias = bias
     }
 
+    /// Weights [out_i, in] stacked into one layer (a self-attention's q, k and v) with `bias` [sum of out_i]
+    /// or nil. With the AVX-512 sgemm the parts are packed where they lie (every part but the last a
+    /// multiple of 32 rows); otherwise they are concatenated.
+    public init(stacking weights: [Tensor], bias: Tensor?) {
+        let total = weights.reduce(0) { $0 + $1.count }
+        if total >= 4096, weights.dropLast().allSatisfy({ $0.shape[0] % 32 == 0 }),
+           let gemm = GemmPackedWeight(stacking: weights) {
+            self.init(storage: .gemmPacked(gemm), bias: bias)
+        } else {
+            self.init(weight: concat(weights, axis: 0), bias: bias)
+        }
+    }
+
+    private init(storage: Storage, bias: Tensor?) {
+        self.storage = storage
+        self.bias = bias
+    }
+
     /// Loads `<prefix>.weight` [out, in] and `<prefix>.bias` [out] (the bias when `bias` is true).
     public init(_ store: WeightStore, _ prefix: String, out: Int, in inFeatures: Int, bias: Bool = true,
                 packed: Bool = false) throws {

@@ -25,7 +25,7 @@ public struct AttentionWeights {
         if selfAttention {
             let biases = [q.bias, k.bias, v.bias].compactMap { $0 }
             precondition(biases.isEmpty || biases.count == 3, "AttentionWeights: q, k and v must all have biases or none")
-            projections = .fused(LinearWeights(weight: concat([q.weight, k.weight, v.weight], axis: 0),
+            projections = .fused(LinearWeights(stacking: [q.weight, k.weight, v.weight],
                                                bias: biases.isEmpty ? nil : concat(biases, axis: 0)))
         } else {
             projections = .separate(q: LinearWeights(weight: q.weight, bias: q.bias),

@@ -75,6 +75,24 @@ final class PackedLinearTests: XCTestCase {
         assertClose(y, linear(x, weight: w, bias: nil), tol: 2e-6 * 64, "leading dimensions")
     }
 
+    /// A weight stacked from parts (q, k and v) and packed where they lie: the same panels as the
+    /// concatenated weight, so the same products bit for bit; parts of 64 and 32 rows and a last one of 17.
+    func testGemmPackedWeightStackedFromParts() throws {
+        var rng = SeededGenerator(seed: 27)
+        guard GemmPackedWeight(randomTensor([64, 64], &rng)) != nil else {
+            throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
+        }
+        let k = 300
+        let parts = [randomTensor([64, k], &rng), randomTensor([32, k], &rng), randomTensor([17, k], &rng)]
+        let whole = concat(parts, axis: 0)
+        let stacked = try XCTUnwrap(GemmPackedWeight(stacking: parts))
+        XCTAssertEqual(stacked.outFeatures, 113)
+        XCTAssertEqual(stacked.unpacked().scalars, whole.scalars)
+        let x = randomTensor([500, k], &rng)
+        XCTAssertEqual(linear(x, gemmPacked: stacked, bias: nil).scalars,
+                       linear(x, gemmPacked: try XCTUnwrap(GemmPackedWeight(whole)), bias: nil).scalars)
+    }
+
     /// The residual added into the product (beta 1): close to residual + linear, in place in a
     /// residual held once, a copy (the caller's tensor unchanged) in a shared one; one and several k
     /// blocks, rows on one thread and split over threads, with and without a bias.

@@ -64,6 +64,11 @@ long jpgen_sgemm_packed_b_floats(long n, long k);
 long jpgen_sgemm_k_block(void);
 void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, long panel0, long panel1,
                         float *packed);
+/// The same for a weight [n, k] (trans_b) stacked from parts: rows row0 ..< row0 + rows given apart (row
+/// r at b + (r - row0) * ldb), into panels panel0 ..< panel1 of the whole's packed layout, those of these
+/// rows. row0 a multiple of 32, and rows too unless they end at n (a panel never spans two parts).
+void jpgen_sgemm_pack_b_rows(long n, long k, long row0, long rows, const float *b, long ldb, long panel0,
+                             long panel1, float *packed);
 void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, long k, float alpha,
                                  const float *a, long lda, const float *packed_b, float beta,
                                  const float *bias, float *c, long ldc, float *workspace);
