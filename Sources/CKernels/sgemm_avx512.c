@@ -710,26 +710,26 @@ long jpgen_sgemm_packed_b_floats(long n, long k) {
 
 // Packed B: for each k block of KC (pc), the 32-column panels of all columns, each [kc][32]; block pc
 // starts at pc * round_up(n, 32). Panels panel0 ..< panel1 only.
-void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, long panel0, long panel1,
-                        float *packed) {
+// Columns j0 ..< j0 + cols of op(B) [k, n] given apart (column j at b's column, or row, j - j0), into
+// panels panel0 ..< panel1 of the whole's packed layout, those of these columns.
+static void pack_b_columns(int trans_b, long n, long k, long j0, long cols, const float *b, long ldb, long panel0,
+                           long panel1, float *packed) {
     long padded = round_up(n, NR);
     for (long pc = 0; pc < k; pc += KC) {
         long kc = min_l(KC, k - pc);
-        for (long j = panel0 * NR; j < panel1 * NR && j < n; j += NR)
-            pack_b_panel(trans_b, b, ldb, j, min_l(NR, n - j), pc, kc, packed + pc * padded + (j / NR) * kc * NR);
+        for (long j = panel0 * NR; j < panel1 * NR && j < j0 + cols; j += NR)
+            pack_b_panel(trans_b, b, ldb, j - j0, min_l(NR, j0 + cols - j), pc, kc, packed + pc * padded + (j / NR) * kc * NR);
     }
 }
 
-// Rows row0 ..< row0 + rows of a weight [n, k] (B stored [n, k]) given apart, row r at b + (r - row0) * ldb,
-// into panels panel0 ..< panel1 of the packed layout of the whole (those of these rows).
+void jpgen_sgemm_pack_b(int trans_b, long n, long k, const float *b, long ldb, long panel0, long panel1,
+                        float *packed) {
+    pack_b_columns(trans_b, n, k, 0, n, b, ldb, panel0, panel1, packed);
+}
+
 void jpgen_sgemm_pack_b_rows(long n, long k, long row0, long rows, const float *b, long ldb, long panel0,
                              long panel1, float *packed) {
-    long padded = round_up(n, NR);
-    for (long pc = 0; pc < k; pc += KC) {
-        long kc = min_l(KC, k - pc);
-        for (long j = panel0 * NR; j < panel1 * NR && j < row0 + rows; j += NR)
-            pack_b_panel(1, b, ldb, j - row0, min_l(NR, row0 + rows - j), pc, kc, packed + pc * padded + (j / NR) * kc * NR);
-    }
+    pack_b_columns(1, n, k, row0, rows, b, ldb, panel0, panel1, packed);
 }
 
 void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, long k, float alpha,
