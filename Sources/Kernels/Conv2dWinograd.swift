@@ -237,6 +237,16 @@ struct WinogradPlan {
     }
 }
 
+/// Floats from one position's plane of V to the next, for planes of `floats` floats: whole cache
+/// lines, an odd number of them. The input transform writes all alpha^2 planes at once, one line
+/// each; planes a multiple of 4 KiB apart (SDXL's 320 channels by 128 tiles: 160 KiB) fell into one
+/// L1 set and a few L2 sets and kept evicting each other's lines (the transform of SDXL's 128x128
+/// layers took 40% longer so). Not for the filter's planes, where it measured no faster.
+func winogradPlaneStride(_ floats: Int) -> Int {
+    let lines = (floats + 15) / 16
+    return (lines | 1) * 16
+}
+
 /// Where the transformed input V[ch, q, col] (channel, transform position, tile of the block) lives.
 /// Plain: [C, alpha^2, ld], a channel's transforms together, the sgemms reading V[:, q, :] as a
 /// [C, tiles] matrix with leading dimension alpha^2 ld. Packed (AVX-512): each position's [C, tiles]
@@ -260,7 +270,7 @@ struct WinogradVLayout {
     }
 
     static func packed(alpha2: Int, c: Int, tiles: Int) -> WinogradVLayout {
-        let perPosition = jpgen_sgemm_packed_b_floats(tiles, c)
+        let perPosition = winogradPlaneStride(jpgen_sgemm_packed_b_floats(tiles, c))
         return WinogradVLayout(positionStride: perPosition, count: alpha2 * perPosition, c: c, ld: tiles,
                                alpha2: alpha2, packedColumns: (tiles + 31) / 32 * 32, kBlock: jpgen_sgemm_k_block())
     }
@@ -280,6 +290,33 @@ struct WinogradVLayout {
 private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, channels: Range<Int>, t0: Int, t1: Int,
                                 v: UnsafeMutablePointer<Float>, layout: WinogradVLayout) {
     let a = p.alpha, a2 = a * a, m = p.m, lanes = winogradLanes
+    let stride = layout.positionStride
+    if useAVX512GEMM && winogradTransformsInC {
+        // CKernels' AVX-512 transform, 16 tiles at a time (split where the columns leave a packed
+        // panel of 32), every channel of one group of tiles before the next group: each position's
+        // plane is then written as one stream (a group's lines for successive channels lie 128 bytes
+        // apart), where channel by channel the writes of a block (4-8 panels 32 KB apart in each of
+        // the 36 planes) were scattered; the transform took half as long so (SDXL's 128x128 layers).
+        var t = t0
+        while t < t1 {
+            let img = t / p.tilesPerImage, r = t % p.tilesPerImage, ty = r / p.tilesX, tx0 = r % p.tilesX
+            let count = Swift.min(p.tilesX - tx0, t1 - t)
+            var g = 0
+            while g < count {
+                let col = t - t0 + g
+                var live = Swift.min(lanes, count - g)
+                if !layout.isContiguous(column: col, count: live) { live = 32 - col % 32 }
+                for ch in channels {
+                    let plane = x + (img * p.c + ch) * p.h * p.w
+                    jpgen_winograd_input_tiles(plane, p.h, p.w, Int32(m), ty, tx0 + g, live,
+                                               v + layout.offset(channel: ch, column: col), stride)
+                }
+                g += live
+            }
+            t += count
+        }
+        return
+    }
     // The alpha input rows of a tile row, split by column phase so that lane l of d[i, j] (tile
     // tx0 + g + l) is phases[i, j % m, g + l + j / m]: rows[i, r, k] = x[m ty - 1 + i, m (tx0 + k) - 1 + r].
     let phaseLength = ((Swift.min(p.tilesX, t1 - t0) + lanes - 1) / lanes) * lanes + 1
@@ -289,28 +326,12 @@ private func winogradInputBlock(_ p: WinogradPlan, x: UnsafePointer<Float>, chan
         .bindMemory(to: WinogradVector.self, capacity: a2)
     defer { vec.deallocate() }
     let lane = UnsafeMutableRawPointer(vec).assumingMemoryBound(to: Float.self)
-    let stride = layout.positionStride
     for ch in channels {
         var t = t0
         while t < t1 {
             let img = t / p.tilesPerImage, r = t % p.tilesPerImage, ty = r / p.tilesX, tx0 = r % p.tilesX
             let count = Swift.min(p.tilesX - tx0, t1 - t)   // tiles of this tile row in the block
             let plane = x + (img * p.c + ch) * p.h * p.w
-            if useAVX512GEMM && winogradTransformsInC {
-                // CKernels' AVX-512 transform, 16 tiles at a time, split where the columns leave a
-                // packed panel of 32.
-                var g = 0
-                while g < count {
-                    let col = t - t0 + g
-                    var live = Swift.min(lanes, count - g)
-                    if !layout.isContiguous(column: col, count: live) { live = 32 - col % 32 }
-                    jpgen_winograd_input_tiles(plane, p.h, p.w, Int32(m), ty, tx0 + g, live,
-                                               v + layout.offset(channel: ch, column: col), stride)
-                    g += live
-                }
-                t += count
-                continue
-            }
             let kCount = ((count + lanes - 1) / lanes) * lanes + 1
             let xStart = m * tx0 - 1
             // Columns m k + xStart + r inside the image for k in kLo..<kHi, for every phase r.
