@@ -15,6 +15,9 @@ struct GemmBench: ParsableCommand {
     @Flag(help: "Time linear layers instead (x [M, K] times a weight [N, K], plus a bias): the weight packed once at load (GemmPackedWeight) next to `linear` on the plain weight.")
     var linear = false
 
+    @Option(help: "With --linear: cycle through this many distinct packed weights, so that each product finds its weight in memory rather than in cache (as a UNet step does); seconds are per product.")
+    var coldWeights: Int = 1
+
     @OptionGroup var options: KernelBenchOptions
 
     func validate() throws {
@@ -56,14 +59,22 @@ struct GemmBench: ParsableCommand {
     func runLinear(m: Int, n: Int, k: Int, threads: Int) throws {
         let flops = 2.0 * Double(m) * Double(n) * Double(k)
         let x = benchTensor([m, k], seed: 3), weight = benchTensor([n, k], seed: 4), bias = benchTensor([n], seed: 5)
-        guard let packed = GemmPackedWeight(weight) else {
-            throw ValidationError("--linear needs the AVX-512 sgemm (this CPU or JPGEN_GEMM rules it out)")
+        guard coldWeights >= 1 else { throw ValidationError("--cold-weights must be at least 1, got \(coldWeights)") }
+        var packs: [GemmPackedWeight] = []
+        for i in 0..<coldWeights {
+            let w = i == 0 ? weight : benchTensor([n, k], seed: UInt64(100 + i))
+            guard let packed = GemmPackedWeight(w) else {
+                throw ValidationError("--linear needs the AVX-512 sgemm (this CPU or JPGEN_GEMM rules it out)")
+            }
+            packs.append(packed)
         }
-        let t = timeInterleaved(options.repetitions, [{ _ = Kernels.linear(x, gemmPacked: packed, bias: bias) },
+        let products = Double(coldWeights)
+        var t = timeInterleaved(options.repetitions, [{ for p in packs { _ = Kernels.linear(x, gemmPacked: p, bias: bias) } },
                                                       { _ = Kernels.linear(x, weight: weight, bias: bias) }])
+        t[0] = (t[0].best / products, t[0].median / products, t[0].cpu / products)
         printJSONLine([
             ("bench", "linear"), ("m", m), ("n", n), ("k", k), ("threads", threads),
-            ("repetitions", options.repetitions),
+            ("repetitions", options.repetitions), ("cold_weights", coldWeights),
             ("seconds", t[0].best), ("median_seconds", t[0].median), ("gflops", flops / t[0].best / 1e9),
             ("unpacked_seconds", t[1].best), ("unpacked_gflops", flops / t[1].best / 1e9),
         ])
