@@ -21,6 +21,7 @@ struct GemmBench: ParsableCommand {
     @OptionGroup var options: KernelBenchOptions
 
     func validate() throws {
+        guard coldWeights >= 1 else { throw ValidationError("--cold-weights must be at least 1, got \(coldWeights)") }
         for s in shapes where parsedShape(s) == nil {
             throw ValidationError("shape '\(s)' is not MxNxK or N")
         }
@@ -59,7 +60,6 @@ struct GemmBench: ParsableCommand {
     func runLinear(m: Int, n: Int, k: Int, threads: Int) throws {
         let flops = 2.0 * Double(m) * Double(n) * Double(k)
         let x = benchTensor([m, k], seed: 3), weight = benchTensor([n, k], seed: 4), bias = benchTensor([n], seed: 5)
-        guard coldWeights >= 1 else { throw ValidationError("--cold-weights must be at least 1, got \(coldWeights)") }
         var packs: [GemmPackedWeight] = []
         for i in 0..<coldWeights {
             let w = i == 0 ? weight : benchTensor([n, k], seed: UInt64(100 + i))
