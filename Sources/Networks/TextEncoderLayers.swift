@@ -20,13 +20,16 @@ public struct LinearWeights {
     let storage: Storage
     public var bias: Tensor?
 
+    /// Smallest weight (elements) kept in the AVX-512 sgemm's B panels; smaller ones stay as they are.
+    private static let gemmPackedMinimum = 4096
+
     /// `packed`: for few rows (text encoders), the small-product kernel's layout. Otherwise, with the
     /// AVX-512 sgemm and a weight of 4096 elements or more, its own B panels (`GemmPackedWeight`: no
     /// packing per call), else the weight as it is.
     public init(weight: Tensor, bias: Tensor?, packed: Bool = false) {
         if packed {
             storage = .packed(PackedLinearWeight(weight))
-        } else if weight.count >= 4096, let gemm = GemmPackedWeight(weight) {
+        } else if weight.count >= Self.gemmPackedMinimum, let gemm = GemmPackedWeight(weight) {
             storage = .gemmPacked(gemm)
         } else {
             storage = .plain(weight)
@@ -39,7 +42,7 @@ public struct LinearWeights {
     /// multiple of 32 rows); otherwise they are concatenated.
     public init(stacking weights: [Tensor], bias: Tensor?) {
         let total = weights.reduce(0) { $0 + $1.count }
-        if total >= 4096, weights.dropLast().allSatisfy({ $0.shape[0] % 32 == 0 }),
+        if total >= Self.gemmPackedMinimum, weights.dropLast().allSatisfy({ $0.shape[0] % 32 == 0 }),
            let gemm = GemmPackedWeight(stacking: weights) {
             self.init(storage: .gemmPacked(gemm), bias: bias)
         } else {
