@@ -41,10 +41,12 @@ long jpgen_attention_workspace_floats(long tk, long d, long dv) {
 // 2.4e-7 evaluated in float), scaled by 2^n (vscalefps, which gives 0 for any n below -149, so t
 // needs no clamp). 9 instructions for 16 scores, against 18 for the Cephes exp of softmax.c after a
 // subtraction. t's rounding adds up to |t| 2^-24 relative further out (3e-6 at t = -50, where the
-// weight is below 1e-15).
+// weight is below 1e-15). Weights below 2^-125.5 (scores more than 87 below the maximum) are flushed
+// to 0: as subnormals, each instruction that made or read them (P V, the sum) took a microcode assist.
 __attribute__((target("avx512f")))
 static inline __m512 exp_shifted_avx512(__m512 s, __m512 mb) {
     __m512 t = _mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), mb);
+    __mmask16 normal = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-125.5f), _CMP_GE_OQ);
     __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_sub_ps(t, n);
     __m512 p = _mm512_set1_ps(1.327647151972771e-3f);
@@ -53,7 +55,7 @@ static inline __m512 exp_shifted_avx512(__m512 s, __m512 mb) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022119723933866e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469670638644e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000000716546547f));
-    return _mm512_scalef_ps(p, n);
+    return _mm512_maskz_scalef_ps(normal, p, n);
 }
 
 // One 12 x 32 tile of S^T = K Q^T: the K panel ap [d][12] by the (already scaled) Q^T panel bp [d][32],

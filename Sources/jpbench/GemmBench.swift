@@ -69,14 +69,25 @@ struct GemmBench: ParsableCommand {
             packs.append(packed)
         }
         let products = Double(coldWeights)
-        var t = timeInterleaved(options.repetitions, [{ for p in packs { _ = Kernels.linear(x, gemmPacked: p, bias: bias) } },
-                                                      { _ = Kernels.linear(x, weight: weight, bias: bias) }])
+        var runs: [() -> Void] = [{ for p in packs { _ = Kernels.linear(x, gemmPacked: p, bias: bias) } },
+                                  { _ = Kernels.linear(x, weight: weight, bias: bias) }]
+        // The same weights as a feed-forward's GEGLU projection ([h | g], out = h * gelu(g)), fused.
+        let geglu = n % 64 == 0
+        if geglu {
+            runs.append { for p in packs { linearGEGLUPacked(x, gemmPacked: p, bias: bias)!.release() } }
+        }
+        var t = timeInterleaved(options.repetitions, runs)
         t[0] = (t[0].best / products, t[0].median / products, t[0].cpu / products)
+        var gegluFields: [(String, Any)] = []
+        if geglu {
+            let g = (best: t[2].best / products, median: t[2].median / products)
+            gegluFields = [("geglu_seconds", g.best), ("geglu_median_seconds", g.median), ("geglu_gflops", flops / g.best / 1e9)]
+        }
         printJSONLine([
             ("bench", "linear"), ("m", m), ("n", n), ("k", k), ("threads", threads),
             ("repetitions", options.repetitions), ("cold_weights", coldWeights),
             ("seconds", t[0].best), ("median_seconds", t[0].median), ("gflops", flops / t[0].best / 1e9),
             ("unpacked_seconds", t[1].best), ("unpacked_gflops", flops / t[1].best / 1e9),
-        ])
+        ] + gegluFields)
     }
 }

@@ -117,5 +117,10 @@ final class ElementwiseTests: XCTestCase {
             wantWide.append(Float(a * 0.5 * v * (1 + erf(v / 2.0.squareRoot()))))
         } }
         assertClose(geglu(wide), Tensor(shape: [5, 37], data: wantWide), tol: 2e-5, "geglu, rows of 37")
+        // large gates, past erf's saturation: exactly a * g above, 0 below (gates of 13.2-14.4 once made
+        // e^{-x^2} subnormal on the AVX-512 path; now clamped, with the same result)
+        let gates: [Float] = [8.9, 9.5, 13.3, 13.9, 14.3, 20, 1e4, -8.9, -13.3, -13.9, -14.3, -1e4, 12, -12, 15, -15]
+        let big = Tensor(shape: [1, 32], data: gates.map { _ in Float(1.5) } + gates)
+        XCTAssertEqual(geglu(big).scalars, gates.map { $0 > 0 ? 1.5 * $0 : 0 }, "geglu, saturated gates")
     }
 }
