@@ -615,12 +615,13 @@ static inline void winograd_g(int tile, __m512 g0, __m512 g1, __m512 g2, __m512 
     }
 }
 
-// One 12-row panel: lanes are the panel's output channels, so that each input channel k gives,
-// at every position q, the packed row dst[k * 12 .. k * 12 + 12) directly (no transpose: a version
-// with lanes over input channels spent half its time transposing).
+// One 12-row panel, input channels k_begin ..< k_end (k_begin a multiple of 8): lanes are the panel's
+// output channels, so that each input channel k gives, at every position q, the packed row
+// dst[q * stride + (k - k_begin) * 12 ..< + 12) directly (no transpose: a version with lanes over input
+// channels spent half its time transposing).
 __attribute__((target("avx512f")))
-static void winograd_filter_panel(const float *weight, long c, int tile, long first, long live, long padded,
-                                  long panel, float *packed, long stride) {
+static void winograd_filter_rows(const float *weight, long c, int tile, long first, long live, long k_begin,
+                                 long k_end, float *dst, long stride) {
     long alpha = tile + 2, a2 = alpha * alpha;
     __mmask16 m = (__mmask16)((1u << live) - 1u);   // live <= 12; lanes past it gather zeros
     const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
@@ -631,8 +632,8 @@ static void winograd_filter_panel(const float *weight, long c, int tile, long fi
     // contiguous bytes (one 48-byte row per position and channel was slower: 36 store streams).
     enum { KB = 8 };
     float buf[36 * KB * MR] __attribute__((aligned(64)));
-    for (long k0 = 0; k0 < c; k0 += KB) {
-        long n = min_l(KB, c - k0);
+    for (long k0 = k_begin; k0 < k_end; k0 += KB) {
+        long n = min_l(KB, k_end - k0);
         for (long j = 0; j < n; j++) {
             const float *w = base + (k0 + j) * 9;
             // g[a, b] of input channel k0 + j: weight[first + i, k0 + j, a, b] at lane i
@@ -642,11 +643,10 @@ static void winograd_filter_panel(const float *weight, long c, int tile, long fi
             for (long a = 0; a < alpha; a++) winograd_g(tile, gg[3 * a], gg[3 * a + 1], gg[3 * a + 2], u + alpha * a, 1);
             for (long q = 0; q < a2; q++) _mm512_mask_storeu_ps(buf + (q * KB + j) * MR, (__mmask16)0x0FFF, u[q]);
         }
-        long pc = k0 / KC * KC, kc = min_l(KC, c - pc);   // KC is a multiple of KB: no block straddles
-        float *dst = packed + pc * padded + panel * kc * MR + (k0 - pc) * MR;
+        float *at = dst + (k0 - k_begin) * MR;
         for (long q = 0; q < a2; q++) {
             const float *from = buf + q * KB * MR;
-            float *to = dst + q * stride;
+            float *to = at + q * stride;
             if (n == KB) {
                 UNROLL
                 for (int v = 0; v < KB * MR / 16; v++) _mm512_storeu_ps(to + 16 * v, _mm512_load_ps(from + 16 * v));
@@ -656,7 +656,72 @@ static void winograd_filter_panel(const float *weight, long c, int tile, long fi
         }
     }
 }
+
+// One 12-row panel for every input channel, in jpgen_sgemm_pack_a's layout: k blocks of KC, block pc at
+// packed + pc * padded, the panel's [kc][12] at panel * kc * 12 in it (KC is a multiple of 8: no group
+// of 8 channels straddles two blocks).
+__attribute__((target("avx512f")))
+static void winograd_filter_panel(const float *weight, long c, int tile, long first, long live, long padded,
+                                  long panel, float *packed, long stride) {
+    for (long pc = 0; pc < c; pc += KC) {
+        long kc = min_l(KC, c - pc);
+        winograd_filter_rows(weight, c, tile, first, live, pc, pc + kc, packed + pc * padded + panel * kc * MR, stride);
+    }
+}
+
+// The products of a chunk of output channels (rows of M) against V, with the filter transformed kb input
+// channels at a time into buf: see ckernels.h.
+__attribute__((target("avx512f")))
+static void winograd_chunk_products(const float *weight, long c, int tile, long o0, long rows, const float *v,
+                                    long v_stride, long tiles, long kb, float *mm, long ldr, long ldq, float *buf) {
+    long a2 = (tile + 2) * (tile + 2), panels = (rows + MR - 1) / MR;
+    long padded_cols = round_up(tiles, NR), col_panels = padded_cols / NR, per_q = panels * kb * MR;
+    for (long k0 = 0; k0 < c; k0 += kb) {
+        long kn = min_l(kb, c - k0);
+        for (long p = 0; p < panels; p++)
+            winograd_filter_rows(weight, c, tile, o0 + p * MR, min_l(MR, rows - p * MR), k0, k0 + kn, buf + p * kn * MR,
+                                 per_q);
+        // V's k block holding k0 ..< k0 + kn (kb divides KC), and this range's offset in its panels
+        long pc = k0 / KC * KC, kc_pc = min_l(KC, c - pc), in_block = pc * padded_cols + (k0 - pc) * NR;
+        for (long q = 0; q < a2; q++) {
+            const float *vq = v + q * v_stride + in_block;
+            for (long j = 0; j < col_panels; j++) {
+                const float *bp = vq + j * kc_pc * NR;
+                // the next V panel into L2 (the next column panel, else the next position's first),
+                // spread over this panel's micro-tiles
+                const float *next = j + 1 < col_panels ? bp + kc_pc * NR
+                                  : q + 1 < a2 ? v + (q + 1) * v_stride + in_block : NULL;
+                long lines = next ? kn * NR / 16 : 0;
+                for (long p = 0; p < panels; p++) {
+                    long count;
+                    const char *pf = prefetch_part((const char *)next, lines, panels, p, &count);
+                    kernel_12x32(kn, buf + q * per_q + p * kn * MR, bp, mm + p * MR * ldr + q * ldq + j * NR, ldr,
+                                 min_l(MR, rows - p * MR), min_l(NR, tiles - j * NR), 1.f, 0.f, k0 == 0, NULL, pf,
+                                 count);
+                }
+            }
+        }
+    }
+}
 #endif
+
+long jpgen_winograd_chunk_buffer_floats(long rows, long kb, int tile) {
+    return (tile + 2) * (tile + 2) * round_up(rows, MR) * kb;
+}
+
+int jpgen_winograd_chunk_products(const float *weight, long c, int tile, long o0, long rows, const float *v,
+                                  long v_stride, long tiles, long kb, float *mm, long ldr, long ldq, float *buf) {
+#if defined(__x86_64__)
+    if (!jpgen_sgemm_avx512_available() || kb <= 0 || kb % 8 != 0 || KC % kb != 0 || (tile != 2 && tile != 4)) return 0;
+    if (rows > 0 && tiles > 0 && c > 0)
+        winograd_chunk_products(weight, c, tile, o0, rows, v, v_stride, tiles, kb, mm, ldr, ldq, buf);
+    return 1;
+#else
+    (void)weight; (void)c; (void)tile; (void)o0; (void)rows; (void)v; (void)v_stride; (void)tiles; (void)kb; (void)mm;
+    (void)ldr; (void)ldq; (void)buf;
+    return 0;
+#endif
+}
 
 void jpgen_winograd_filter_pack(const float *weight, long c, int tile, long o0, long rows, long panel0,
                                 long panel1, float *packed, long stride) {

@@ -555,6 +555,27 @@ func winogradChunkRows(alpha2: Int, c: Int, o: Int, threads: Int) -> Int {
     return Swift.min(most, Swift.max(12, ((o + chunks - 1) / chunks + 11) / 12 * 12))
 }
 
+/// Layers with at most this many tiles (all images) take the streamed-filter products of
+/// `conv2dWinogradByOutputChunks`.
+let winogradStreamedFilterMaxTiles = 64
+
+/// Input channels per slice of the streamed filter (a divisor of the micro-kernel's k block).
+let winogradStreamedKBlock = 128
+
+/// The streamed-filter path's chunks of output channels: whole 12-row panels, at most 6 to a chunk (a
+/// slice of 128 channels of the filter, 36 x 72 x 128 floats, and M for 72 channels and 64 tiles, 36 x
+/// 72 x 64 floats, together 2 MB, the size of L2), as many chunks as a multiple of the thread count,
+/// sizes differing by at most one panel. Measured with `jpbench conv` at 32x32 (1280 -> 1280 and 2560
+/// -> 1280 channels, 2 threads): 2, 4, 6, 8 and 11 panels with slices of 32, 64, 128 and 256 channels;
+/// 6 panels by 128 channels was fastest, 2-4% ahead of 4 or 8 panels, 15% ahead of 2.
+func winogradStreamedChunks(o: Int, threads: Int) -> [Range<Int>] {
+    let panels = (o + 11) / 12, t = Swift.max(1, threads)
+    let count = Swift.min(panels, ((panels + 5) / 6 + t - 1) / t * t)
+    return (0..<count).map { i in
+        Swift.min(o, i * panels / count * 12) ..< Swift.min(o, (i + 1) * panels / count * 12)
+    }
+}
+
 /// The per-call path for layers whose tiles all fit one block (low resolutions, many channels:
 /// SD1.5's 32x32 and 16x16 layers), where the filter, not the tiles, is the large operand: a full
 /// U [alpha^2, O, C] and its packed copy would be 60-240 MB of fresh pages per call (their page
@@ -585,6 +606,29 @@ func conv2dWinogradByOutputChunks(_ x: Tensor, weight: Tensor, tile: Int, bias: 
     let v = workspace.pointer, mm = v + layout.count
     parallelRanges(c, grain: 1) { r in
         winogradInputBlock(p, x: src, channels: r, t0: 0, t1: tiles, v: v, layout: layout)
+    }
+    if useAVX512GEMM && tiles <= winogradStreamedFilterMaxTiles {
+        // Few tiles (SDXL's 32x32 layers: 64): the filter, 4x the weight, is the large operand. Each chunk
+        // of output channels transforms it a slice of input channels at a time into a buffer that stays in
+        // L2 and multiplies the slice at once, the chunk's M staying in L2 too. Written whole per chunk
+        // (15 MB at 1280 channels) and read back, it went through L3 three times (write, its read for
+        // ownership, the products' read): 1280 -> 1280 channels at 32x32 took twice its products' time.
+        let chunks = winogradStreamedChunks(o: o, threads: threads)
+        let kb = winogradStreamedKBlock, most = chunks.map(\.count).max() ?? 0
+        let next = WorkCounter()
+        parallelWorkersWithSerialBLAS(Swift.min(threads, chunks.count)) { _ in
+            let buffer = Workspace(count: jpgen_winograd_chunk_buffer_floats(most, kb, Int32(tile)))
+            defer { buffer.release() }
+            while let chunk = next.claim(below: chunks.count) {
+                let rows = chunks[chunk]
+                let done = jpgen_winograd_chunk_products(weights, c, Int32(tile), rows.lowerBound, rows.count, v,
+                                                         layout.positionStride, tiles, kb, mm + rows.lowerBound * a2 * tiles,
+                                                         a2 * tiles, tiles, buffer.pointer)
+                precondition(done != 0, "conv2dWinograd: the AVX-512 chunk products refused k block \(kb)")
+                winogradOutputBlock(p, mm: mm, ldm: tiles, channels: rows, t0: 0, t1: tiles, bias: b, out: dst)
+            }
+        }
+        return out
     }
     let rows = winogradChunkRows(alpha2: a2, c: c, o: o, threads: threads)
     let chunks = (o + rows - 1) / rows

@@ -23,15 +23,20 @@ struct OpsBench: ParsableCommand {
         let feature = benchTensor([1, 320, 64, 64], seed: 11)            // UNet level-0 feature map
         let tokens = benchTensor([1, 4096, 320], seed: 12)               // the same map as tokens
         let wide = benchTensor([1, 4096, 2560], seed: 13)                // GEGLU input (2 x 1280)
-        let context = benchTensor([2, 77, 320], seed: 14)
+        let context = benchTensor([1, 77, 320], seed: 14)
+        let xlTokens = benchTensor([1, 1024, 1280], seed: 18)            // SDXL's 32x32 level as tokens
+        let xlContext = benchTensor([1, 77, 1280], seed: 19)             // its text keys and values
         let gamma = benchTensor([320], seed: 15), beta = benchTensor([320], seed: 16)
         let text = benchTensor([1, 77, 768], seed: 17)
         let cases: [(String, [Int], Double, () -> Void)] = [
             ("self_attention_4096x320_h8", tokens.shape, 4 * 4096 * 4096 * 320, {
                 _ = attention(query: tokens, key: tokens, value: tokens, heads: 8) }),
             ("cross_attention_4096x77_h8", tokens.shape, 4 * 4096 * 77 * 320, {
-                _ = attention(query: tokens, key: context.reshaped([1, 154, 320]),
-                              value: context.reshaped([1, 154, 320]), heads: 8) }),
+                _ = attention(query: tokens, key: context, value: context, heads: 8) }),
+            ("cross_attention_1024x77_h20", xlTokens.shape, 4 * 1024 * 77 * 1280, {
+                _ = attention(query: xlTokens, key: xlContext, value: xlContext, heads: 20) }),
+            ("self_attention_1024x1280_h20", xlTokens.shape, 4 * 1024 * 1024 * 1280, {
+                _ = attention(query: xlTokens, key: xlTokens, value: xlTokens, heads: 20) }),
             ("clip_text_attention_77x768_h12", text.shape, 4 * 77 * 77 * 768, {
                 _ = attention(query: text, key: text, value: text, heads: 12) }),
             ("group_norm_32", feature.shape, 0, { _ = groupNorm(feature, groups: 32, weight: gamma, bias: beta, eps: 1e-5) }),

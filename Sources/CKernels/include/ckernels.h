@@ -98,6 +98,15 @@ int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, 
 /// can share one filter. AVX-512 only (jpgen_sgemm_avx512_available).
 void jpgen_winograd_filter_pack(const float *weight, long c, int tile, long o0, long rows, long panel0,
                                 long panel1, float *packed, long stride);
+/// M = U V for output channels o0 ..< o0 + rows of a [O, C, 3, 3] weight at every position q < alpha^2,
+/// the filter never made whole: kb input channels at a time (kb a multiple of 8 dividing the k block,
+/// jpgen_sgemm_k_block), it is transformed into buf (jpgen_winograd_chunk_buffer_floats(rows, kb,
+/// tile) floats, sized to stay in L2) and multiplied at once, the sums kept in M. v: each position's
+/// [C, tiles] matrix in jpgen_sgemm_pack_b's packed form, v_stride floats apart. M[r, q, t] (row r of
+/// the chunk) at mm + r * ldr + q * ldq + t. 0 (nothing done) without AVX-512 or for a kb it cannot use.
+long jpgen_winograd_chunk_buffer_floats(long rows, long kb, int tile);
+int jpgen_winograd_chunk_products(const float *weight, long c, int tile, long o0, long rows, const float *v,
+                                  long v_stride, long tiles, long kb, float *mm, long ldr, long ldq, float *buf);
 
 /// The Winograd input transform (winograd_avx512.c) of tiles tx0 ..< tx0 + count (count <= 16) of
 /// tile row ty of one channel's plane [h, w], for F(m x m, 3 x 3) (m = 2 or 4, alpha = m + 2):
