@@ -615,51 +615,79 @@ static inline void winograd_g(int tile, __m512 g0, __m512 g1, __m512 g2, __m512 
     }
 }
 
-// One 12-row panel, input channels k_begin ..< k_end (k_begin a multiple of 8): lanes are the panel's
-// output channels, so that each input channel k gives, at every position q, the packed row
-// dst[q * stride + (k - k_begin) * 12 ..< + 12) directly (no transpose: a version with lanes over input
-// channels spent half its time transposing).
-__attribute__((target("avx512f")))
-static void winograd_filter_rows(const float *weight, long c, int tile, long first, long live, long k_begin,
-                                 long k_end, float *dst, long stride) {
-    long alpha = tile + 2, a2 = alpha * alpha;
-    __mmask16 m = (__mmask16)((1u << live) - 1u);   // live <= 12; lanes past it gather zeros
-    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32((int)(c * 9)));
+// One 12-row panel, input channels k_begin ..< k_end (k_begin a multiple of 16), for the tile size
+// TILE (a constant in each caller, so that the loops over positions unroll and U stays in registers):
+// position q's packed rows [k][12] at dst + q * stride + (k - k_begin) * 12. The kernels g of 16 input
+// channels are 144 consecutive floats of each output channel's row of the weight: loaded row by row and
+// turned by 16 x 16 transposes into taps[j][e] (lanes: the panel's 12 rows). Each tap of 16 rows of the
+// packed layout (its 16 floats: channel j's 12 rows and 4 of channel j + 1's, or 8 and 8, or 4 and 12)
+// is then one vpermt2ps of two of those, and G g G^T, the same arithmetic for every lane, comes out as the
+// packed rows themselves: 12 aligned vectors per position and 16 channels, no transpose or copy after.
+// (Gathering each tap of 12 rows, lanes = rows, and storing 48-byte rows took 3.5x as long.)
+__attribute__((target("avx512f"), always_inline))
+static inline void winograd_filter_rows_t(const float *weight, long c, const int TILE, long first, long live,
+                                          long k_begin, long k_end, float *dst, long stride) {
+    enum { KB = 16 };
+    const long alpha = TILE + 2, a2 = alpha * alpha;
     const float *base = weight + first * c * 9;
-    __m512 g[9], gg[18], u[36];
-    // 8 input channels at a time through buf [q][8][12], so that each position's rows go out as 384
-    // contiguous bytes (one 48-byte row per position and channel was slower: 36 store streams).
-    enum { KB = 8 };
-    float buf[36 * KB * MR] __attribute__((aligned(64)));
+    __m512 r[16];
+    float taps[(KB + 1) * 9 * 16] __attribute__((aligned(64)));   // [channel j][tap e][lane: row]
+    // lanes of packed vector v (v % 3 = 0, 1, 2) from channels j and j + 1 (j = v / 3 * 4 + v % 3)
+    const __m512i pick[3] = {
+        _mm512_set_epi32(19, 18, 17, 16, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 11, 10, 9, 8, 7, 6, 5, 4),
+        _mm512_set_epi32(27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 11, 10, 9, 8)};
     for (long k0 = k_begin; k0 < k_end; k0 += KB) {
-        long n = min_l(KB, k_end - k0);
-        for (long j = 0; j < n; j++) {
-            const float *w = base + (k0 + j) * 9;
-            // g[a, b] of input channel k0 + j: weight[first + i, k0 + j, a, b] at lane i
-            for (int e = 0; e < 9; e++) g[e] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, w + e, 4);
-            // gg[i, b] = sum_a G[i, a] g[a, b]; u[i, j] = sum_b gg[i, b] G[j, b]
-            for (int b = 0; b < 3; b++) winograd_g(tile, g[b], g[3 + b], g[6 + b], gg + b, 3);
-            for (long a = 0; a < alpha; a++) winograd_g(tile, gg[3 * a], gg[3 * a + 1], gg[3 * a + 2], u + alpha * a, 1);
-            for (long q = 0; q < a2; q++) _mm512_mask_storeu_ps(buf + (q * KB + j) * MR, (__mmask16)0x0FFF, u[q]);
+        long n = min_l(KB, k_end - k0), floats = n * 9;
+        for (long off = 0; off < floats; off += 16) {
+            long count = min_l(16, floats - off);
+            __mmask16 m = count == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
+            UNROLL
+            for (long i = 0; i < 16; i++)
+                r[i] = i < live ? _mm512_maskz_loadu_ps(m, base + i * c * 9 + k0 * 9 + off) : _mm512_setzero_ps();
+            transpose16(r);
+            for (long e = 0; e < count; e++) _mm512_store_ps(taps + (off + e) * 16, r[e]);
         }
+        // channels n ..< KB + 1 read by the last vectors' second halves: zero (never stored)
+        for (long e = floats; e < (KB + 1) * 9; e++) _mm512_store_ps(taps + e * 16, _mm512_setzero_ps());
         float *at = dst + (k0 - k_begin) * MR;
-        for (long q = 0; q < a2; q++) {
-            const float *from = buf + q * KB * MR;
-            float *to = at + q * stride;
-            if (n == KB) {
+        long vectors = (n * MR + 15) / 16;
+        for (long v = 0; v < vectors; v++) {
+            long j = v / 3 * 4 + v % 3;
+            const float *ta = taps + j * 9 * 16, *tb = ta + 9 * 16;
+            __m512i idx = pick[v % 3];
+            __m512 g[9], gg[18], u[36];
+            UNROLL
+            for (int e = 0; e < 9; e++)
+                g[e] = _mm512_permutex2var_ps(_mm512_load_ps(ta + e * 16), idx, _mm512_load_ps(tb + e * 16));
+            // gg[i, b] = sum_a G[i, a] g[a, b]; u[i, j] = sum_b gg[i, b] G[j, b]
+            UNROLL
+            for (int b = 0; b < 3; b++) winograd_g(TILE, g[b], g[3 + b], g[6 + b], gg + b, 3);
+            UNROLL
+            for (long a = 0; a < alpha; a++) winograd_g(TILE, gg[3 * a], gg[3 * a + 1], gg[3 * a + 2], u + alpha * a, 1);
+            long lanes = min_l(16, n * MR - 16 * v);
+            if (lanes == 16) {
                 UNROLL
-                for (int v = 0; v < KB * MR / 16; v++) _mm512_storeu_ps(to + 16 * v, _mm512_load_ps(from + 16 * v));
+                for (long q = 0; q < a2; q++) _mm512_storeu_ps(at + q * stride + 16 * v, u[q]);
             } else {
-                memcpy(to, from, (size_t)(n * MR) * sizeof(float));
+                __mmask16 m = (__mmask16)((1u << lanes) - 1u);
+                UNROLL
+                for (long q = 0; q < a2; q++) _mm512_mask_storeu_ps(at + q * stride + 16 * v, m, u[q]);
             }
         }
     }
 }
 
+__attribute__((target("avx512f")))
+static void winograd_filter_rows(const float *weight, long c, int tile, long first, long live, long k_begin,
+                                 long k_end, float *dst, long stride) {
+    if (tile == 4) winograd_filter_rows_t(weight, c, 4, first, live, k_begin, k_end, dst, stride);
+    else winograd_filter_rows_t(weight, c, 2, first, live, k_begin, k_end, dst, stride);
+}
+
 // One 12-row panel for every input channel, in jpgen_sgemm_pack_a's layout: k blocks of KC, block pc at
-// packed + pc * padded, the panel's [kc][12] at panel * kc * 12 in it (KC is a multiple of 8: no group
-// of 8 channels straddles two blocks).
+// packed + pc * padded, the panel's [kc][12] at panel * kc * 12 in it (KC is a multiple of 16: no group
+// of 16 channels straddles two blocks).
 __attribute__((target("avx512f")))
 static void winograd_filter_panel(const float *weight, long c, int tile, long first, long live, long padded,
                                   long panel, float *packed, long stride) {
@@ -669,13 +697,20 @@ static void winograd_filter_panel(const float *weight, long c, int tile, long fi
     }
 }
 
+// Floats from one position's slice of the filter to the next in winograd_chunk_products' buffer: whole
+// cache lines, an odd number of them. The transform writes all alpha^2 positions at once; 4 KiB apart
+// (72 rows by 128 channels: 36 KiB) they all fell into one L1 set, and the transform took twice as long.
+static long chunk_position_floats(long rows, long kb) {
+    return (round_up(rows, MR) * kb / 16 | 1) * 16;
+}
+
 // The products of a chunk of output channels (rows of M) against V, with the filter transformed kb input
 // channels at a time into buf: see ckernels.h.
 __attribute__((target("avx512f")))
 static void winograd_chunk_products(const float *weight, long c, int tile, long o0, long rows, const float *v,
                                     long v_stride, long tiles, long kb, float *mm, long ldr, long ldq, float *buf) {
     long a2 = (tile + 2) * (tile + 2), panels = (rows + MR - 1) / MR;
-    long padded_cols = round_up(tiles, NR), col_panels = padded_cols / NR, per_q = panels * kb * MR;
+    long padded_cols = round_up(tiles, NR), col_panels = padded_cols / NR, per_q = chunk_position_floats(rows, kb);
     for (long k0 = 0; k0 < c; k0 += kb) {
         long kn = min_l(kb, c - k0);
         for (long p = 0; p < panels; p++)
@@ -706,13 +741,13 @@ static void winograd_chunk_products(const float *weight, long c, int tile, long 
 #endif
 
 long jpgen_winograd_chunk_buffer_floats(long rows, long kb, int tile) {
-    return (tile + 2) * (tile + 2) * round_up(rows, MR) * kb;
+    return (tile + 2) * (tile + 2) * chunk_position_floats(rows, kb);
 }
 
 int jpgen_winograd_chunk_products(const float *weight, long c, int tile, long o0, long rows, const float *v,
                                   long v_stride, long tiles, long kb, float *mm, long ldr, long ldq, float *buf) {
 #if defined(__x86_64__)
-    if (!jpgen_sgemm_avx512_available() || kb <= 0 || kb % 8 != 0 || KC % kb != 0 || (tile != 2 && tile != 4)) return 0;
+    if (!jpgen_sgemm_avx512_available() || kb <= 0 || kb % 16 != 0 || KC % kb != 0 || (tile != 2 && tile != 4)) return 0;
     if (rows > 0 && tiles > 0 && c > 0)
         winograd_chunk_products(weight, c, tile, o0, rows, v, v_stride, tiles, kb, mm, ldr, ldq, buf);
     return 1;
@@ -802,4 +837,10 @@ void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, lo
                                  const float *bias, float *c, long ldc, float *workspace) {
     gemm_blocked(0, 0, m, n, k, alpha, a, lda, NULL, 0, 0, NULL, 0, packed_b, packed_cols, col0, beta, bias, c, ldc,
                  workspace);
+}
+// DBG
+void jpgen_dbg_filter_rows(const float *weight, long c, int tile, long o0, long rows, long k0, long k1, float *buf, long per_q) {
+    long panels = (rows + MR - 1) / MR, kn = k1 - k0;
+    for (long p = 0; p < panels; p++)
+        winograd_filter_rows(weight, c, tile, o0 + p * MR, min_l(MR, rows - p * MR), k0, k1, buf + p * kn * MR, per_q);
 }

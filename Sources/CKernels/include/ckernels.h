@@ -99,7 +99,7 @@ int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, 
 void jpgen_winograd_filter_pack(const float *weight, long c, int tile, long o0, long rows, long panel0,
                                 long panel1, float *packed, long stride);
 /// M = U V for output channels o0 ..< o0 + rows of a [O, C, 3, 3] weight at every position q < alpha^2,
-/// the filter never made whole: kb input channels at a time (kb a multiple of 8 dividing the k block,
+/// the filter never made whole: kb input channels at a time (kb a multiple of 16 dividing the k block,
 /// jpgen_sgemm_k_block), it is transformed into buf (jpgen_winograd_chunk_buffer_floats(rows, kb,
 /// tile) floats, sized to stay in L2) and multiplied at once, the sums kept in M. v: each position's
 /// [C, tiles] matrix in jpgen_sgemm_pack_b's packed form, v_stride floats apart. M[r, q, t] (row r of
@@ -151,3 +151,4 @@ void jpgen_ckernels_force_portable(int on);
 void jpgen_ckernels_force_avx2(int on);
 
 #endif
+void jpgen_dbg_filter_rows(const float *weight, long c, int tile, long o0, long rows, long k0, long k1, float *buf, long per_q);
