@@ -622,8 +622,10 @@ static inline void winograd_g(int tile, __m512 g0, __m512 g1, __m512 g2, __m512 
 // turned by 16 x 16 transposes into taps[j][e] (lanes: the panel's 12 rows). Each tap of 16 rows of the
 // packed layout (its 16 floats: channel j's 12 rows and 4 of channel j + 1's, or 8 and 8, or 4 and 12)
 // is then one vpermt2ps of two of those, and G g G^T, the same arithmetic for every lane, comes out as the
-// packed rows themselves: 12 aligned vectors per position and 16 channels, no transpose or copy after.
-// (Gathering each tap of 12 rows, lanes = rows, and storing 48-byte rows took 3.5x as long.)
+// packed rows themselves: 12 whole vectors per position and 16 channels, no transpose or copy after.
+// (With the caller's positions 4 KiB apart this form took 23-25 ms on one thread for a 1280 x 1280
+// filter, no faster than transposing through a buffer and copying 48-byte rows out of it, nor than the
+// 9 gathers per channel before that inside a convolution; chunk_position_floats' odd stride: 13-15 ms.)
 __attribute__((target("avx512f"), always_inline))
 static inline void winograd_filter_rows_t(const float *weight, long c, const int TILE, long first, long live,
                                           long k_begin, long k_end, float *dst, long stride) {
@@ -837,10 +839,4 @@ void jpgen_sgemm_avx512_packed_b(long packed_cols, long col0, long m, long n, lo
                                  const float *bias, float *c, long ldc, float *workspace) {
     gemm_blocked(0, 0, m, n, k, alpha, a, lda, NULL, 0, 0, NULL, 0, packed_b, packed_cols, col0, beta, bias, c, ldc,
                  workspace);
-}
-// DBG
-void jpgen_dbg_filter_rows(const float *weight, long c, int tile, long o0, long rows, long k0, long k1, float *buf, long per_q) {
-    long panels = (rows + MR - 1) / MR, kn = k1 - k0;
-    for (long p = 0; p < panels; p++)
-        winograd_filter_rows(weight, c, tile, o0 + p * MR, min_l(MR, rows - p * MR), k0, k1, buf + p * kn * MR, per_q);
 }

@@ -151,4 +151,3 @@ void jpgen_ckernels_force_portable(int on);
 void jpgen_ckernels_force_avx2(int on);
 
 #endif
-void jpgen_dbg_filter_rows(const float *weight, long c, int tile, long o0, long rows, long k0, long k1, float *buf, long per_q);
