@@ -639,6 +639,8 @@ static inline void winograd_filter_rows_t(const float *weight, long c, const int
         _mm512_set_epi32(19, 18, 17, 16, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
         _mm512_set_epi32(23, 22, 21, 20, 19, 18, 17, 16, 11, 10, 9, 8, 7, 6, 5, 4),
         _mm512_set_epi32(27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 11, 10, 9, 8)};
+    // channel KB, read by the last vector's second half and never stored: zero, once
+    for (long e = KB * 9; e < (KB + 1) * 9; e++) _mm512_store_ps(taps + e * 16, _mm512_setzero_ps());
     for (long k0 = k_begin; k0 < k_end; k0 += KB) {
         long n = min_l(KB, k_end - k0), floats = n * 9;
         for (long off = 0; off < floats; off += 16) {
@@ -650,8 +652,8 @@ static inline void winograd_filter_rows_t(const float *weight, long c, const int
             transpose16(r);
             for (long e = 0; e < count; e++) _mm512_store_ps(taps + (off + e) * 16, r[e]);
         }
-        // channels n ..< KB + 1 read by the last vectors' second halves: zero (never stored)
-        for (long e = floats; e < (KB + 1) * 9; e++) _mm512_store_ps(taps + e * 16, _mm512_setzero_ps());
+        // a short last group's channels n ..< KB likewise (none in a full group)
+        for (long e = floats; e < KB * 9; e++) _mm512_store_ps(taps + e * 16, _mm512_setzero_ps());
         float *at = dst + (k0 - k_begin) * MR;
         long vectors = (n * MR + 15) / 16;
         for (long v = 0; v < vectors; v++) {
