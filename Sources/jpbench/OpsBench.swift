@@ -26,6 +26,7 @@ struct OpsBench: ParsableCommand {
         let context = benchTensor([1, 77, 320], seed: 14)
         let xlTokens = benchTensor([1, 1024, 1280], seed: 18)            // SDXL's 32x32 level as tokens
         let xlContext = benchTensor([1, 77, 1280], seed: 19)             // its text keys and values
+        let xlWide = benchTensor([1, 4096, 640], seed: 20)               // SDXL's 64x64 level as tokens
         let gamma = benchTensor([320], seed: 15), beta = benchTensor([320], seed: 16)
         let text = benchTensor([1, 77, 768], seed: 17)
         let cases: [(String, [Int], Double, () -> Void)] = [
@@ -37,6 +38,8 @@ struct OpsBench: ParsableCommand {
                 _ = attention(query: xlTokens, key: xlContext, value: xlContext, heads: 20) }),
             ("self_attention_1024x1280_h20", xlTokens.shape, 4 * 1024 * 1024 * 1280, {
                 _ = attention(query: xlTokens, key: xlTokens, value: xlTokens, heads: 20) }),
+            ("self_attention_4096x640_h10", xlWide.shape, 4 * 4096 * 4096 * 640, {
+                _ = attention(query: xlWide, key: xlWide, value: xlWide, heads: 10) }),
             ("clip_text_attention_77x768_h12", text.shape, 4 * 77 * 77 * 768, {
                 _ = attention(query: text, key: text, value: text, heads: 12) }),
             ("group_norm_32", feature.shape, 0, { _ = groupNorm(feature, groups: 32, weight: gamma, bias: beta, eps: 1e-5) }),
