@@ -429,7 +429,7 @@ static void gemm_k_inner(long m, long n, long k, float alpha, const float *a, lo
 // instead, in the packed-A layout of the product that follows (jpgen_sgemm_pack_a of all packed_rows
 // rows, k = f; this call's rows from row0, a multiple of 12): each 12 x 32 tile of it, transposed while
 // in L1, is 384 contiguous floats of a panel.
-static void geglu_k_inner(long m, long f, long k, const float *a, long lda, const float *packed_b,
+static void geglu_k_inner(long m, long f, long k, long j0, long j1, const float *a, long lda, const float *packed_b,
                           const float *bias, float *out, long ldo, float *packed_out, long packed_rows, long row0,
                           float *ws) {
     long blocks = (m + MC - 1) / MC, mblock = round_up((m + blocks - 1) / blocks, MR);
@@ -440,7 +440,7 @@ static void geglu_k_inner(long m, long f, long k, const float *a, long lda, cons
     for (long ic = 0; ic < m; ic += mblock) {
         long mc = min_l(mblock, m - ic), tiles = (mc + MR - 1) / MR;
         pack_a_row_block(a, lda, ic, mc, k, mc_max, pa);
-        for (long jr = 0; jr < f; jr += NR) {
+        for (long jr = j0; jr < j1; jr += NR) {
             long cols = min_l(NR, f - jr);
             for (int half = 0; half < 2; half++) {
                 long col = half * f + jr, panel = col / NR;
@@ -453,7 +453,7 @@ static void geglu_k_inner(long m, long f, long k, const float *a, long lda, cons
                     long next_panel = panel, next_pc = pc + KC;
                     if (next_pc >= k) {
                         next_pc = 0;
-                        next_panel = half ? (jr + NR < f ? (jr + NR) / NR : -1) : (f + jr) / NR;
+                        next_panel = half ? (jr + NR < j1 ? (jr + NR) / NR : -1) : (f + jr) / NR;
                     }
                     long next_kc = min_l(KC, k - next_pc);
                     const char *next = next_panel < 0 ? NULL
@@ -487,19 +487,20 @@ long jpgen_linear_geglu_workspace_floats(long m, long k) {
     return mc * k + 2 * mc * NR + 48;   // + alignment slack (both regions start on 64 bytes)
 }
 
-int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, const float *packed_b,
-                              const float *bias, float *out, long ldo, float *packed_out, long packed_rows,
-                              long row0, float *workspace) {
+int jpgen_linear_geglu_packed(long m, long f, long k, long j0, long j1, const float *a, long lda,
+                              const float *packed_b, const float *bias, float *out, long ldo, float *packed_out,
+                              long packed_rows, long row0, float *workspace) {
 #if defined(__x86_64__)
     if (!jpgen_sgemm_avx512_available() || f % NR != 0 || k <= 0) return 0;
+    if (j0 < 0 || j0 % NR != 0 || j1 % NR != 0 || j1 > f || j0 > j1) return 0;
     if (packed_out && (row0 % MR != 0 || row0 + m > packed_rows)) return 0;
-    if (m > 0 && f > 0)
-        geglu_k_inner(m, f, k, a, lda, packed_b, bias, out, ldo, packed_out, packed_rows, row0,
+    if (m > 0 && j0 < j1)
+        geglu_k_inner(m, f, k, j0, j1, a, lda, packed_b, bias, out, ldo, packed_out, packed_rows, row0,
                       (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63));
     return 1;
 #else
-    (void)m; (void)f; (void)k; (void)a; (void)lda; (void)packed_b; (void)bias; (void)out; (void)ldo; (void)packed_out;
-    (void)packed_rows; (void)row0; (void)workspace;
+    (void)m; (void)f; (void)k; (void)j0; (void)j1; (void)a; (void)lda; (void)packed_b; (void)bias; (void)out;
+    (void)ldo; (void)packed_out; (void)packed_rows; (void)row0; (void)workspace;
     return 0;
 #endif
 }

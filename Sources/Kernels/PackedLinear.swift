@@ -169,9 +169,9 @@ public func linearGEGLU(_ x: Tensor, gemmPacked weight: GemmPackedWeight, bias: 
     let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [f])
     if rows == 0 || f == 0 { return out }
     let dst = out.fresh
-    fusedGEGLU(x, weight, bias) { lo, hi, workspace in
-        jpgen_linear_geglu_packed(hi - lo, f, weight.inFeatures, x.base + lo * weight.inFeatures, weight.inFeatures,
-                                  weight.panels.base, bias?.base, dst + lo * f, f, nil, 0, 0, workspace)
+    fusedGEGLU(x, weight, bias) { lo, hi, j0, j1, workspace in
+        jpgen_linear_geglu_packed(hi - lo, f, weight.inFeatures, j0, j1, x.base + lo * weight.inFeatures,
+                                  weight.inFeatures, weight.panels.base, bias?.base, dst + lo * f, f, nil, 0, 0, workspace)
     }
     return out
 }
@@ -200,9 +200,9 @@ public func linearGEGLUPacked(_ x: Tensor, gemmPacked weight: GemmPackedWeight, 
                                 panels: Workspace(count: Swift.max(1, jpgen_sgemm_packed_a_floats(rows, f))))
     if rows == 0 || f == 0 { return packed }
     let dst = packed.panels.pointer
-    fusedGEGLU(x, weight, bias) { lo, hi, workspace in
-        jpgen_linear_geglu_packed(hi - lo, f, weight.inFeatures, x.base + lo * weight.inFeatures, weight.inFeatures,
-                                  weight.panels.base, bias?.base, nil, 0, dst, rows, lo, workspace)
+    fusedGEGLU(x, weight, bias) { lo, hi, j0, j1, workspace in
+        jpgen_linear_geglu_packed(hi - lo, f, weight.inFeatures, j0, j1, x.base + lo * weight.inFeatures,
+                                  weight.inFeatures, weight.panels.base, bias?.base, nil, 0, dst, rows, lo, workspace)
     }
     return packed
 }
@@ -217,17 +217,49 @@ private func fusedGEGLUColumns(_ x: Tensor, _ weight: GemmPackedWeight, _ bias: 
     return twoF / 2
 }
 
-/// Runs the fused GEGLU kernel over x's rows in guided parts: `kernel(lo, hi, workspace)` for rows
-/// lo ..< hi (lo a multiple of 12), with jpgen_linear_geglu_workspace_floats(hi - lo, k) floats.
+/// Weights of at least this many bytes ([2f, k]) have the fused GEGLU split over threads by output
+/// columns: each thread owns a share of the columns and takes its row blocks (at most 240 rows, as the
+/// kernel blocks them anyway) in turn, then helps with the other shares' remaining blocks (a thread the
+/// host stalls leaves its work to the others, as the guided row parts allowed). Each block streams only
+/// its share of the weight: split by rows, every part streamed the whole weight (SDXL's 52 MB [10240,
+/// 1280] weight 16 times per 1024 tokens, against 5 times here). Smaller weights keep the guided
+/// row parts. (`var` so that tests can lower it.)
+nonisolated(unsafe) var gegluColumnSplitMinimumBytes = 32 << 20
+
+/// Runs the fused GEGLU kernel over x: `kernel(lo, hi, j0, j1, workspace)` for rows lo ..< hi (lo a
+/// multiple of 12) and output columns j0 ..< j1 (multiples of 32), with
+/// jpgen_linear_geglu_workspace_floats(hi - lo, k) floats; by guided row parts, or by columns (above).
 private func fusedGEGLU(_ x: Tensor, _ weight: GemmPackedWeight, _ bias: Tensor?,
-                        _ kernel: (_ lo: Int, _ hi: Int, _ workspace: UnsafeMutablePointer<Float>) -> Int32) {
-    let k = weight.inFeatures, rows = x.count / k
+                        _ kernel: (_ lo: Int, _ hi: Int, _ j0: Int, _ j1: Int,
+                                   _ workspace: UnsafeMutablePointer<Float>) -> Int32) {
+    let k = weight.inFeatures, rows = x.count / k, f = weight.outFeatures / 2
     let threads = gemmThreads(work: rows * weight.outFeatures * k)
-    forEachGemmPart(rows, unit: 12, threads: threads, guidedMinimum: gemmGuidedRowUnits) { lo, hi in
+    func run(_ lo: Int, _ hi: Int, _ j0: Int, _ j1: Int) {
         let workspace = Workspace(count: jpgen_linear_geglu_workspace_floats(hi - lo, k))
         defer { workspace.release() }
-        let done = kernel(lo, hi, workspace.pointer)   // (not inside precondition: -Ounchecked drops it)
-        precondition(done != 0, "linearGEGLU: the AVX-512 kernel refused f = \(weight.outFeatures / 2)")
+        let done = kernel(lo, hi, j0, j1, workspace.pointer)   // (not inside precondition: -Ounchecked drops it)
+        precondition(done != 0, "linearGEGLU: the AVX-512 kernel refused f = \(f)")
+    }
+    let byColumns = threads > 1 && rows >= 240 && f >= 32 * threads
+        && weight.outFeatures * k * MemoryLayout<Float>.size >= gegluColumnSplitMinimumBytes
+    guard byColumns else {
+        forEachGemmPart(rows, unit: 12, threads: threads, guidedMinimum: gemmGuidedRowUnits) { lo, hi in
+            run(lo, hi, 0, f)
+        }
+        return
+    }
+    let blocks = (rows + 239) / 240, blockRows = ((rows + blocks - 1) / blocks + 11) / 12 * 12
+    let strips = f / 32
+    let counters = (0..<threads).map { _ in WorkCounter() }
+    parallelFor(threads) { worker in
+        for step in 0..<threads {
+            let share = (worker + step) % threads
+            let j0 = share * strips / threads * 32, j1 = (share + 1) * strips / threads * 32
+            while let block = counters[share].claim(below: blocks) {
+                let lo = block * blockRows, hi = Swift.min(rows, lo + blockRows)
+                if lo < hi && j0 < j1 { run(lo, hi, j0, j1) }
+            }
+        }
     }
 }
 

@@ -124,18 +124,23 @@ final class PackedLinearTests: XCTestCase {
     /// The fused GEGLU written as packed rows and the next product on them: bit for bit the unpacked
     /// GEGLU and `linear(_:gemmPacked:bias:addingTo:)`; rows that fill their last panel and rows that do
     /// not, on one thread (split by columns) and split by rows, GEGLU outputs of one and several k
-    /// blocks of the second product, with and without biases.
+    /// blocks of the second product, with and without biases; the GEGLU's threads split by rows and (with
+    /// the size threshold lowered) by its output columns.
     func testPackedGEGLURowsFeedTheNextProduct() throws {
         var rng = SeededGenerator(seed: 23)
         guard GemmPackedWeight(randomTensor([64, 64], &rng)) != nil else {
             throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
         }
-        for (m, k, f, n) in [(13, 64, 64, 40), (96, 300, 320, 96), (530, 320, 160, 64), (1000, 128, 544, 96)] {
+        let threshold = gegluColumnSplitMinimumBytes
+        defer { gegluColumnSplitMinimumBytes = threshold }
+        for ((m, k, f, n), columnSplit) in [(13, 64, 64, 40), (96, 300, 320, 96), (530, 320, 160, 64),
+                                            (1000, 128, 544, 96)].flatMap({ [($0, false), ($0, true)] }) {
+            gegluColumnSplitMinimumBytes = columnSplit ? 0 : threshold
             let x = randomTensor([m, k], &rng), w1 = randomTensor([2 * f, k], &rng), b1 = randomTensor([2 * f], &rng)
             let w2 = randomTensor([n, f], &rng), b2 = randomTensor([n], &rng)
             let first = try XCTUnwrap(GemmPackedWeight(w1)), second = try XCTUnwrap(GemmPackedWeight(w2))
             for biases in [true, false] {
-                let what = "m \(m) k \(k) f \(f) n \(n) biases \(biases)"
+                let what = "m \(m) k \(k) f \(f) n \(n) biases \(biases) column split \(columnSplit)"
                 let start = randomTensor([m, n], &rng, lo: -4, hi: 4)
                 var want = Tensor(shape: start.shape, data: start.scalars)
                 let hidden = try XCTUnwrap(linearGEGLU(x, gemmPacked: first, bias: biases ? b1 : nil), what)
@@ -151,18 +156,25 @@ final class PackedLinearTests: XCTestCase {
     }
 
     /// GEGLU fused into its projection: bit for bit the projection and then `geglu`, and close to a
-    /// naive GEGLU in Double; row counts on one thread and split over threads, one and several k blocks,
-    /// hidden and gate strips in one row block and in several; nil where out / 2 is not a multiple of 32.
+    /// naive GEGLU in Double; row counts on one thread and split over threads (by rows, and with the size
+    /// threshold lowered by output columns: 530 and 1100 rows, the latter in 5 blocks), one and several k
+    /// blocks, hidden and gate strips in one row block and in several; nil where out / 2 is not a
+    /// multiple of 32.
     func testFusedGEGLUMatchesProjectionThenGEGLU() throws {
         var rng = SeededGenerator(seed: 17)
         guard GemmPackedWeight(randomTensor([64, 64], &rng)) != nil else {
             throw XCTSkip("no AVX-512 sgemm on this CPU (or JPGEN_GEMM=openblas): GemmPackedWeight is not used")
         }
-        for (m, k, f) in [(1, 64, 32), (13, 300, 96), (250, 40, 64), (530, 320, 160), (77, 700, 32)] {
+        let threshold = gegluColumnSplitMinimumBytes
+        defer { gegluColumnSplitMinimumBytes = threshold }
+        for (m, k, f, columnSplit) in [(1, 64, 32, false), (13, 300, 96, false), (250, 40, 64, false),
+                                       (530, 320, 160, false), (77, 700, 32, false), (530, 320, 160, true),
+                                       (1100, 64, 96, true)] {
+            gegluColumnSplitMinimumBytes = columnSplit ? 0 : threshold
             let x = randomTensor([m, k], &rng), w = randomTensor([2 * f, k], &rng), b = randomTensor([2 * f], &rng)
             let packed = try XCTUnwrap(GemmPackedWeight(w))
             for bias in [b, nil] {
-                let what = "m \(m) k \(k) f \(f) bias \(bias != nil)"
+                let what = "m \(m) k \(k) f \(f) bias \(bias != nil) column split \(columnSplit)"
                 let fused = try XCTUnwrap(linearGEGLU(x, gemmPacked: packed, bias: bias), what)
                 XCTAssertEqual(fused.shape, [m, f], what)
                 XCTAssertEqual(fused.scalars, geglu(linear(x, gemmPacked: packed, bias: bias)).scalars, what)

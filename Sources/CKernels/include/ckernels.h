@@ -82,15 +82,16 @@ void jpgen_sgemm_avx512_packed_ab(long packed_rows, long row0, long m, long pack
 /// GEGLU fused into its projection (diffusers' GEGLU: proj, then hidden * gelu(gate)): out [m, f] (leading
 /// dimension ldo) = h * gelu(g), [h | g] = A W^T + bias, A [m, k] row-major, W [2f, k] packed by
 /// jpgen_sgemm_pack_b (packed_cols 2f), bias NULL or [2f]. Bit for bit the unfused result; the [m, 2f]
-/// projection is never stored. packed_out: NULL, or the result goes there instead of out, as rows row0
-/// ..< row0 + m (row0 a multiple of 12) of the packed A [packed_rows, f] of jpgen_sgemm_pack_a, ready for
-/// the next product (jpgen_sgemm_avx512_packed_ab). Single-threaded: callers split the rows. 0 (nothing
-/// done) without AVX-512, when f is not a multiple of 32, or when the rows do not fit packed_out.
-/// Workspace: jpgen_linear_geglu_workspace_floats(m, k) floats.
+/// projection is never stored. Only output columns j0 ..< j1 (multiples of 32; 0 and f for all) are
+/// computed. packed_out: NULL, or the result goes there instead of out, as rows row0 ..< row0 + m (row0 a
+/// multiple of 12) of the packed A [packed_rows, f] of jpgen_sgemm_pack_a, ready for the next product
+/// (jpgen_sgemm_avx512_packed_ab). Single-threaded: callers split the rows or the columns. 0 (nothing
+/// done) without AVX-512, when f or the columns are not multiples of 32, or when the rows do not fit
+/// packed_out. Workspace: jpgen_linear_geglu_workspace_floats(m, k) floats.
 long jpgen_linear_geglu_workspace_floats(long m, long k);
-int jpgen_linear_geglu_packed(long m, long f, long k, const float *a, long lda, const float *packed_b,
-                              const float *bias, float *out, long ldo, float *packed_out, long packed_rows,
-                              long row0, float *workspace);
+int jpgen_linear_geglu_packed(long m, long f, long k, long j0, long j1, const float *a, long lda,
+                              const float *packed_b, const float *bias, float *out, long ldo, float *packed_out,
+                              long packed_rows, long row0, float *workspace);
 /// The Winograd filter U = G g G^T (tile 2 or 4: alpha^2 = 16 or 36 positions) of output channels
 /// o0 ..< o0 + rows of a [O, C, 3, 3] weight, straight into the packed form of jpgen_sgemm_pack_a:
 /// position q's [rows, C] matrix at packed + q * stride (stride >= jpgen_sgemm_packed_a_floats(rows,
