@@ -218,12 +218,12 @@ private func fusedGEGLUColumns(_ x: Tensor, _ weight: GemmPackedWeight, _ bias: 
 }
 
 /// Weights of at least this many bytes ([2f, k]) have the fused GEGLU split over threads by output
-/// columns: each thread owns a share of the columns and takes its row blocks (at most 240 rows, as the
-/// kernel blocks them anyway) in turn, then helps with the other shares' remaining blocks (a thread the
-/// host stalls leaves its work to the others, as the guided row parts allowed). Each block streams only
-/// its share of the weight: split by rows, every part streamed the whole weight (SDXL's 52 MB [10240,
-/// 1280] weight 16 times per 1024 tokens, against 5 times here). Smaller weights keep the guided
-/// row parts. (`var` so that tests can lower it.)
+/// columns: each thread owns a share of the columns and takes its rows in parts (240 rows, as the kernel
+/// blocks them anyway, then smaller ones to finish), then helps with the other shares' remaining parts
+/// (a thread the host stalls leaves its work to the others, as the guided row parts allowed). Each part
+/// streams only its share of the weight: split by rows, every part streamed the whole weight (SDXL's 52
+/// MB [10240, 1280] weight 16 times per 1024 tokens, against 7 halves here). Smaller weights keep the
+/// guided row parts. (`var` so that tests can lower it.)
 nonisolated(unsafe) var gegluColumnSplitMinimumBytes = 32 << 20
 
 /// Runs the fused GEGLU kernel over x: `kernel(lo, hi, j0, j1, workspace)` for rows lo ..< hi (lo a
@@ -248,15 +248,17 @@ private func fusedGEGLU(_ x: Tensor, _ weight: GemmPackedWeight, _ bias: Tensor?
         }
         return
     }
-    let blocks = (rows + 239) / 240, blockRows = ((rows + blocks - 1) / blocks + 11) / 12 * 12
-    let strips = f / 32
+    let units = (rows + 11) / 12, strips = f / 32
     let counters = (0..<threads).map { _ in WorkCounter() }
     parallelFor(threads) { worker in
         for step in 0..<threads {
             let share = (worker + step) % threads
             let j0 = share * strips / threads * 32, j1 = (share + 1) * strips / threads * 32
-            while let block = counters[share].claim(below: blocks) {
-                let lo = block * blockRows, hi = Swift.min(rows, lo + blockRows)
+            // blocks of 240 rows while there are more than two left, then halves of what is left down
+            // to 48 rows: whole kernel row blocks first, small parts for the finish
+            while let part = counters[share].claimRange(total: units, share: 2, minimum: gemmGuidedRowUnits,
+                                                        maximum: 20) {
+                let lo = part.lowerBound * 12, hi = Swift.min(rows, part.upperBound * 12)
                 if lo < hi && j0 < j1 { run(lo, hi, j0, j1) }
             }
         }

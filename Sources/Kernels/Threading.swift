@@ -111,12 +111,13 @@ final class WorkCounter: @unchecked Sendable {
     }
 
     /// The next range of 0 ..< total: 1 / `share` of what is left (guided scheduling: large ranges
-    /// first, then smaller ones, so that the workers finish close together), at least `minimum`.
-    func claimRange(total: Int, share: Int, minimum: Int) -> Range<Int>? {
+    /// first, then smaller ones, so that the workers finish close together), at least `minimum` and at
+    /// most `maximum` (unless `minimum` is larger).
+    func claimRange(total: Int, share: Int, minimum: Int, maximum: Int = .max) -> Range<Int>? {
         lock.lock()
         defer { lock.unlock() }
         guard next < total else { return nil }
-        let size = Swift.min(total - next, Swift.max(minimum, (total - next) / Swift.max(share, 1)))
+        let size = Swift.min(total - next, Swift.max(minimum, Swift.min(maximum, (total - next) / Swift.max(share, 1))))
         next += size
         return (next - size)..<next
     }
