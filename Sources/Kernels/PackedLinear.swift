@@ -248,18 +248,18 @@ private func fusedGEGLU(_ x: Tensor, _ weight: GemmPackedWeight, _ bias: Tensor?
         }
         return
     }
-    let units = (rows + 11) / 12, strips = f / 32
+    // f >= 32 * threads: every share has columns
+    let units = (rows + 11) / 12, strips = f / 32, blockUnits = 240 / 12   // the kernel's row block
     let counters = (0..<threads).map { _ in WorkCounter() }
     parallelFor(threads) { worker in
         for step in 0..<threads {
             let share = (worker + step) % threads
             let j0 = share * strips / threads * 32, j1 = (share + 1) * strips / threads * 32
-            // blocks of 240 rows while there are more than two left, then halves of what is left down
-            // to 48 rows: whole kernel row blocks first, small parts for the finish
+            // whole row blocks while more than two are left, then halves of what is left down to 48
+            // rows: small parts for the finish
             while let part = counters[share].claimRange(total: units, share: 2, minimum: gemmGuidedRowUnits,
-                                                        maximum: 20) {
-                let lo = part.lowerBound * 12, hi = Swift.min(rows, part.upperBound * 12)
-                if lo < hi && j0 < j1 { run(lo, hi, j0, j1) }
+                                                        maximum: blockUnits) {
+                run(part.lowerBound * 12, Swift.min(rows, part.upperBound * 12), j0, j1)
             }
         }
     }
