@@ -4,13 +4,17 @@
 //
 // The products are computed transposed, 32 queries at a time, so that no score matrix is ever
 // repacked and the softmax needs no horizontal reductions:
-//   S^T [tk, 32]  = K Q^T      A = K in 12-key panels (packed once per call), B = the 32 queries'
-//                               scale Q^T [d][32]; each 12 x 32 tile is written straight into P^T, which
-//                               is thereby already the k-major B panel of the second product
-//   P^T = exp(S^T - max)        column-wise (per query) over the tk rows: 32 lanes, vertical max/sum
-//   O^T [dv, 32]  = V^T P^T     A = V^T in 12-dimension panels (packed once), B = P^T over k = tk
-//   O = (O^T)^T / sum           scaled per query, stored transposed into O's rows
+//   P^T [tk, 32] = exp(K Q^T - base)   A = K in 12-key panels (packed once per call), B = the 32 queries'
+//                                      scale Q^T [d][32]; each 12 x 32 tile is exponentiated in the
+//                                      registers and stored into P^T, which is thereby already the
+//                                      k-major B panel of the second product (base: see ABOVE)
+//   O^T [dv, 32] = V^T P^T             A = V^T in 12-dimension panels (packed once), B = P^T over k = tk
+//   O = (O^T)^T / sum                  scaled per query, stored transposed into O's rows
 // P^T for 32 queries is tk * 32 floats (512 KB at 4096 keys: L2-resident).
+//
+// The head runs with the flush-to-zero and denormals-are-zero modes set (and restored on return):
+// subnormal weights (below 2^-126 of the base, at most e^-67 of the largest) are 0, and no instruction
+// takes the microcode assist that a subnormal result or operand costs.
 #include "ckernels.h"
 #include "unroll.h"
 #include "sgemm_avx512_kernel.h"
@@ -29,42 +33,104 @@ long jpgen_attention_workspace_floats(long tk, long d, long dv) {
     long qp = d * QB;                        // Q^T [d][32]
     long pt = tk * QB;                       // P^T [tk][32]
     long ot = round_up(dv, MR) * QB;         // O^T [dv][32]
-    return kp + vp + qp + pt + ot + 5 * 16;  // + alignment slack
+    long bs = round_up(tk, MR) / MR * QB;    // each K panel's base [tk/12][32]
+    return kp + vp + qp + pt + ot + bs + 6 * 16;  // + alignment slack
 }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-// exp(s - m) for scores s and their maximum m (so s - m <= 0), given mb = m * log2(e), as 2^t with
-// t = s log2(e) - mb rounded once (one FMA): t = n + f with n = round(t), |f| <= 1/2, and 2^f from a
-// degree-5 polynomial fitted for the least largest relative error on [-1/2, 1/2] (7.5e-8 exactly,
-// 2.4e-7 evaluated in float), scaled by 2^n (vscalefps, which gives 0 for any n below -149, so t
-// needs no clamp). 9 instructions for 16 scores, against 18 for the Cephes exp of softmax.c after a
-// subtraction. t's rounding adds up to |t| 2^-24 relative further out (3e-6 at t = -50, where the
-// weight is below 1e-15). Weights below 2^-125.5 (scores more than 87 below the maximum) are flushed
-// to 0: as subnormals, each instruction that made or read them (P V, the sum) took a microcode assist.
-__attribute__((target("avx512f")))
-static inline __m512 exp_shifted_avx512(__m512 s, __m512 mb) {
-    __m512 t = _mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), mb);
-    __mmask16 normal = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-125.5f), _CMP_GE_OQ);
-    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(1.327647151972771e-3f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675541330685163e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550713274960701e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022119723933866e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469670638644e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000000716546547f));
-    return _mm512_maskz_scalef_ps(normal, p, n);
+// vreduceps is AVX-512DQ (every AVX-512 CPU but the Xeon Phi; jpgen_sgemm_avx512_available checks it);
+// prefetchw is in every AVX-512 CPU.
+#define TARGET "avx512f,avx512dq,prfchw"
+
+// 2^t for 16 lanes: t = n + f with n = floor(t) and f in [0, 1) (vreduceps), 2^f from a degree-5
+// polynomial fitted for the least largest relative error on [0, 1) (7.5e-8 exactly, 1.7e-7 evaluated in
+// float), times 2^n (vscalefps, which takes floor(t) itself). Results below 2^-126 are 0 where `flush`
+// (they would be subnormal; each instruction that made or read one would take a microcode assist);
+// without it they are left to the flush-to-zero mode, which jpgen_attention_head_avx512 sets.
+__attribute__((target(TARGET)))
+static inline __m512 exp2_avx512(__m512 t, int flush) {
+    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_set1_ps(1.8775766083659064e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.989340252241615e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.582631791754003e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4015361709024516e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931530731948586e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.999999250636197e-1f));
+    if (flush) return _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask(t, _mm512_set1_ps(-126.f), _CMP_GE_OQ), p, t);
+    return _mm512_scalef_ps(p, t);
 }
 
-// One 12 x 32 tile of S^T = K Q^T: the K panel ap [d][12] by the (already scaled) Q^T panel bp [d][32],
-// its `rows` live rows stored into tile (32 floats a row), each query's maximum over them folded into
-// m0 / m1 from the registers. jpgen_kernel_12x32 would fetch the tile's rows beforehand, scale each
-// sum and leave the maximum to a second pass over the stored tile.
-__attribute__((target("avx512f")))
-static inline void scores_12x32(long d, const float *ap, const float *bp, float *tile, long rows, __m512 *m0,
-                                __m512 *m1) {
+// exp(s - base) for scores s, given mb = base * log2(e): 2^(s log2(e) - mb), rounded once (one FMA).
+__attribute__((target(TARGET)))
+static inline __m512 exp_shifted(__m512 s, __m512 mb) {
+    return exp2_avx512(_mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), mb), 0);
+}
+
+// 2^(mb_old - mb_new): the factor from one base to another (mb_old <= mb_new), exactly 1 where they are
+// equal, 0 from the first base, -inf. The weights were 2^(s log2(e) - mb_old), so they become
+// 2^(s log2(e) - mb_new) but for the factor's own error, whatever the rounding of mb_old and mb_new.
+__attribute__((target(TARGET)))
+static inline __m512 rebase_factor(__m512 mb_old, __m512 mb_new) {
+    __m512 f = exp2_avx512(_mm512_sub_ps(mb_old, mb_new), 1);
+    return _mm512_mask_mov_ps(f, _mm512_cmp_ps_mask(mb_old, mb_new, _CMP_EQ_OQ), _mm512_set1_ps(1.f));
+}
+
+// The weights are exp(s - base) for a base per query that tiles raise, rather than exp(s - max) after a
+// pass that finds the maximum: a tile whose largest score exceeds the base by more than ABOVE raises the
+// base to that score + LIFT (from -inf, so the first tile always does). So the weights stay below
+// e^ABOVE (2.4e17; their sums below 1e22 at 4096 keys) and the base moves by ABOVE - LIFT at least each
+// time: a few times per query even where its scores spread over hundreds. The base is never more than
+// LIFT over the largest score, so what the flush to zero drops (weights under 2^-126 of the base) is
+// under e^-67 of the largest weight. Each panel's base is kept, and the panels before the last raise
+// are brought to the final base at the end, in one pass at most (rescaling all the weights so far at
+// each raise made scores spread over hundreds 1.4x slower than the two passes).
+enum { ABOVE = 40, LIFT = 20 };
+
+// The running base per query (lane): base, mb = base * log2(e), the sums of the weights so far (at
+// that base), and the first panel at the current base.
+typedef struct { __m512 base0, base1, mb0, mb1, sum0, sum1; long since; } Softmax;
+
+// Raises the base as ABOVE says, for a tile (panel `panel`) whose largest scores are mx; the sums so far
+// follow it.
+__attribute__((target(TARGET), noinline))
+static void raise_base(Softmax *sm, __m512 mx0, __m512 mx1, long panel) {
+    __m512 lift = _mm512_set1_ps((float)LIFT), l2e = _mm512_set1_ps(1.44269504088896341f);
+    __m512 nb0 = _mm512_max_ps(sm->base0, _mm512_add_ps(mx0, lift)), nb1 = _mm512_max_ps(sm->base1, _mm512_add_ps(mx1, lift));
+    __m512 nmb0 = _mm512_mul_ps(nb0, l2e), nmb1 = _mm512_mul_ps(nb1, l2e);
+    sm->sum0 = _mm512_mul_ps(sm->sum0, rebase_factor(sm->mb0, nmb0));
+    sm->sum1 = _mm512_mul_ps(sm->sum1, rebase_factor(sm->mb1, nmb1));
+    sm->base0 = nb0; sm->base1 = nb1; sm->mb0 = nmb0; sm->mb1 = nmb1;
+    sm->since = panel;
+}
+
+// The weights of the panels before sm->since (12 rows each; their mb at bases [panel][32]) brought to
+// the final base.
+__attribute__((target(TARGET)))
+static void rescale_panels(const Softmax *sm, const float *bases, float *pt) {
+    for (long p = 0; p < sm->since; p++) {
+        __m512 b0 = _mm512_load_ps(bases + p * QB), b1 = _mm512_load_ps(bases + p * QB + 16);
+        if (_mm512_cmp_ps_mask(b0, sm->mb0, _CMP_EQ_OQ) == 0xFFFF && _mm512_cmp_ps_mask(b1, sm->mb1, _CMP_EQ_OQ) == 0xFFFF)
+            continue;
+        __m512 f0 = rebase_factor(b0, sm->mb0), f1 = rebase_factor(b1, sm->mb1);
+        float *rows = pt + p * MR * QB;
+        for (long r = 0; r < MR; r++) {
+            _mm512_store_ps(rows + r * QB, _mm512_mul_ps(_mm512_load_ps(rows + r * QB), f0));
+            _mm512_store_ps(rows + r * QB + 16, _mm512_mul_ps(_mm512_load_ps(rows + r * QB + 16), f1));
+        }
+    }
+}
+
+// One 12 x 32 tile of P^T = exp(K Q^T - base): the K panel ap [d][12] (keys 12 panel ..< 12 panel + rows)
+// by the (already scaled) Q^T panel bp [d][32], exponentiated in the registers (after a raise of the
+// base where the tile calls for one) and stored into those rows of P^T (32 floats a row), their sums
+// added to sm and the base they used to bases [panel]. (In a pass of its own over P^T, after the
+// maximum, the exponentials took 8% of a head at 4096 keys; here the head is 2-3% faster at 4096 keys
+// and 5-6% at 1024, the tile's sums added as a tree so that the next tile need not wait for them.)
+__attribute__((target(TARGET)))
+static inline void weights_12x32(long d, const float *ap, const float *bp, float *pt, long panel, long rows,
+                                  Softmax *sm, float *bases) {
     __m512 acc[2 * MR];
     UNROLL
     for (int i = 0; i < 2 * MR; i++) acc[i] = _mm512_setzero_ps();
@@ -77,15 +143,46 @@ static inline void scores_12x32(long d, const float *ap, const float *bp, float 
             acc[2 * r + 1] = _mm512_fmadd_ps(x, b1, acc[2 * r + 1]);
         }
     }
+    __m512 mx0 = acc[0], mx1 = acc[1];
+    UNROLL
+    for (int r = 1; r < MR; r++) {
+        if (r < rows) {
+            mx0 = _mm512_max_ps(mx0, acc[2 * r]);
+            mx1 = _mm512_max_ps(mx1, acc[2 * r + 1]);
+        }
+    }
+    __m512 room = _mm512_set1_ps((float)ABOVE);
+    if (_mm512_cmp_ps_mask(mx0, _mm512_add_ps(sm->base0, room), _CMP_GT_OQ) |
+        _mm512_cmp_ps_mask(mx1, _mm512_add_ps(sm->base1, room), _CMP_GT_OQ))
+        raise_base(sm, mx0, mx1, panel);
+    _mm512_store_ps(bases + panel * QB, sm->mb0);
+    _mm512_store_ps(bases + panel * QB + 16, sm->mb1);
+    float *tile = pt + panel * MR * QB;
+    __m512 e[2 * MR];
     UNROLL
     for (int r = 0; r < MR; r++) {
         if (r < rows) {
-            _mm512_store_ps(tile + r * QB, acc[2 * r]);
-            _mm512_store_ps(tile + r * QB + 16, acc[2 * r + 1]);
-            *m0 = _mm512_max_ps(*m0, acc[2 * r]);
-            *m1 = _mm512_max_ps(*m1, acc[2 * r + 1]);
+            e[2 * r] = exp_shifted(acc[2 * r], sm->mb0);
+            e[2 * r + 1] = exp_shifted(acc[2 * r + 1], sm->mb1);
+        } else {
+            e[2 * r] = e[2 * r + 1] = _mm512_setzero_ps();
+        }
+        if (r < rows) {
+            _mm512_store_ps(tile + r * QB, e[2 * r]);
+            _mm512_store_ps(tile + r * QB + 16, e[2 * r + 1]);
         }
     }
+    // the tile's sums as a tree (a chain of 12 additions per half would hold the next tile back)
+    UNROLL
+    for (int w = 2; w < 2 * MR; w *= 2) {
+        UNROLL
+        for (int i = 0; i + w < 2 * MR; i += 2 * w) {
+            e[i] = _mm512_add_ps(e[i], e[i + w]);
+            e[i + 1] = _mm512_add_ps(e[i + 1], e[i + w + 1]);
+        }
+    }
+    sm->sum0 = _mm512_add_ps(sm->sum0, e[0]);
+    sm->sum1 = _mm512_add_ps(sm->sum1, e[1]);
 }
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
@@ -131,17 +228,20 @@ static inline void prefetch_row(const float *base, long ld, long row, long rows,
     for (long b = 0; b < width * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
 }
 
-__attribute__((target("avx512f")))
+__attribute__((target(TARGET)))
 void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float *k, long ldk,
                                  const float *v, long ldv, long tk, long d, long dv, float scale,
                                  float *out, long ldo, float *workspace) {
     if (tq <= 0 || dv <= 0) return;
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040);   // flush to zero, denormals are zero
     long kpanels = round_up(tk, MR) / MR, vpanels = round_up(dv, MR) / MR;
     float *kp = align64(workspace);
     float *vp = align64(kp + kpanels * d * MR);
     float *qp = align64(vp + vpanels * tk * MR);
     float *pt = align64(qp + d * QB);
     float *ot = align64(pt + tk * QB);
+    float *bases = align64(ot + vpanels * MR * QB);
     // K panels: kp[p][c][r] = K[12p + r][c] (zero past tk), the micro-kernel's A panels of K; the
     // next panel's rows are prefetched meanwhile.
     for (long p = 0; p < kpanels; p++) {
@@ -164,25 +264,21 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
         jpgen_pack_b_panel(1, q + q0 * ldq, ldq, 0, queries, 0, d, qp);
         __m512 vs = _mm512_set1_ps(scale);
         for (long i = 0; i < d * QB; i += 16) _mm512_store_ps(qp + i, _mm512_mul_ps(_mm512_load_ps(qp + i), vs));
-        // S^T = (scale Q) K^T, straight into P^T's rows, with each query's maximum over the keys.
-        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+        // This block's output rows, written at its end, to L1 meanwhile a few lines a panel: rows several
+        // KB apart that the prefetchers do not follow (a store into a cold line waits on it).
+        long row_lines = (dv * 4 + 63) / 64, out_lines = queries * row_lines;
+        long per_panel = (out_lines + kpanels - 1) / kpanels, line = 0;
+        // P^T = exp(S^T - base), S^T = (scale Q) K^T, each 12-key tile exponentiated while in the registers.
+        Softmax sm = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                      _mm512_setzero_ps(), _mm512_setzero_ps(), 0};
         for (long p = 0; p < kpanels; p++) {
+            for (long e = 0; e < per_panel && line < out_lines; e++, line++)
+                __builtin_prefetch((const char *)(out + (q0 + line / row_lines) * ldo) + 64 * (line % row_lines), 1, 3);
             long rows = tk - p * MR < MR ? tk - p * MR : MR;
-            scores_12x32(d, kp + p * d * MR, qp, pt + p * MR * QB, rows, &m0, &m1);
+            weights_12x32(d, kp + p * d * MR, qp, pt, p, rows, &sm, bases);
         }
-        // Column-wise softmax (unnormalised): exp and sum.
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-        __m512 mb0 = _mm512_mul_ps(m0, _mm512_set1_ps(1.44269504088896341f));
-        __m512 mb1 = _mm512_mul_ps(m1, _mm512_set1_ps(1.44269504088896341f));
-        for (long j = 0; j < tk; j++) {
-            __m512 e0 = exp_shifted_avx512(_mm512_load_ps(pt + j * QB), mb0);
-            __m512 e1 = exp_shifted_avx512(_mm512_load_ps(pt + j * QB + 16), mb1);
-            _mm512_store_ps(pt + j * QB, e0);
-            _mm512_store_ps(pt + j * QB + 16, e1);
-            s0 = _mm512_add_ps(s0, e0);
-            s1 = _mm512_add_ps(s1, e1);
-        }
-        __m512 inv0 = _mm512_div_ps(_mm512_set1_ps(1.f), s0), inv1 = _mm512_div_ps(_mm512_set1_ps(1.f), s1);
+        rescale_panels(&sm, bases, pt);
+        __m512 inv0 = _mm512_div_ps(_mm512_set1_ps(1.f), sm.sum0), inv1 = _mm512_div_ps(_mm512_set1_ps(1.f), sm.sum1);
         // O^T = V^T P^T, 12 dimensions at a time, scaled per query; then stored transposed into O's rows.
         for (long p = 0; p < vpanels; p++) {
             long dims = dv - p * MR < MR ? dv - p * MR : MR;
@@ -197,6 +293,7 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
         }
         jpgen_transpose_avx512(ot, QB, dv, queries, out + q0 * ldo, ldo);
     }
+    _mm_setcsr(csr);
 }
 #else
 void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float *k, long ldk,

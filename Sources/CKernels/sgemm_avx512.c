@@ -350,7 +350,7 @@ int jpgen_sgemm_avx512_available(void) {
     static int state = -1;   // a benign race: every thread computes the same value
     if (state < 0) {
         __builtin_cpu_init();
-        state = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        state = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 1 : 0;
     }
     return state;
 }

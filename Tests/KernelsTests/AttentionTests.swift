@@ -45,6 +45,27 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Keys that grow along the sequence (row j times 1 + j / 24): each query's largest scores come late
+    /// and rise by hundreds, so the fused head raises its base several times and rescales the earlier
+    /// panels' weights at the end; scores of 0 - 800 in both directions, a last panel of 11 keys, two
+    /// query blocks. q and k hold small integers, so the scores are exact in Float and only the
+    /// softmax's own error is measured against the Double loop.
+    func testFusedHeadWithScoresRisingAlongTheKeys() {
+        defer { fusedAttentionEnabled = true }
+        var rng = SeededGenerator(seed: 215)
+        let (tq, tk, d) = (40, 299, 16)
+        let q = Tensor(shape: [1, tq, d], data: (0..<(tq * d)).map { _ in Float(Int.random(in: -2...2, using: &rng)) })
+        let k = Tensor(shape: [1, tk, d], data: (0..<(tk * d)).map {
+            Float(Int.random(in: -2...2, using: &rng) * (1 + $0 / d / 24))
+        })
+        let v = randomTensor([1, tk, d], &rng)
+        let want = naiveAttention(q: q, k: k, v: v, heads: 1, mask: nil, scale: 1)
+        for fused in [true, false] {
+            fusedAttentionEnabled = fused
+            assertClose(attention(query: q, key: k, value: v, heads: 1, scale: 1), want, tol: 1e-5, "fused heads \(fused)")
+        }
+    }
+
     /// Self-attention on one fused projection [B, T, 3C]: the fused heads read q, k and v in place (rows
     /// 3C apart), the other path splits them; both equal `attention` on the three parts, and the naive
     /// loop. Batches of 2, ragged 32-query blocks, SDXL's head width 64 and the VAE's single head of 96.

@@ -136,6 +136,8 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
                                  const float *v, long ldv, long tk, long d, long dv, float scale,
                                  float *out, long ldo, float *workspace);
 long jpgen_attention_workspace_floats(long tk, long d, long dv);
+/// 1 when the CPU has AVX-512F and AVX-512DQ (every AVX-512 CPU but the Xeon Phi): the AVX-512 GEMM,
+/// attention, Winograd and GEGLU kernels may be called.
 int jpgen_sgemm_avx512_available(void);
 
 /// 1 when jpgen_unnormalized_softmax_row uses the AVX2 + FMA path on this CPU.
