@@ -9,7 +9,8 @@
 //                                      registers and stored into P^T, which is thereby already the
 //                                      k-major B panel of the second product (base: see ABOVE)
 //   O^T [dv, 32] = V^T P^T             A = V^T in 12-dimension panels (packed once), B = P^T over k = tk
-//   O = (O^T)^T / sum                  scaled per query, stored transposed into O's rows
+//   O = (O^T)^T / sum                  scaled per query, stored transposed into O's rows while the
+//                                      next block's tiles compute
 // P^T for 32 queries is tk * 32 floats (512 KB at 4096 keys: L2-resident).
 //
 // The head runs with the flush-to-zero and denormals-are-zero modes set (and restored on return):
@@ -32,7 +33,7 @@ long jpgen_attention_workspace_floats(long tk, long d, long dv) {
     long vp = round_up(dv, MR) * tk;         // V^T panels [dv/12][tk][12]
     long qp = d * QB;                        // Q^T [d][32]
     long pt = tk * QB;                       // P^T [tk][32]
-    long ot = round_up(dv, MR) * QB;         // O^T [dv][32]
+    long ot = 2 * round_up(dv, MR) * QB;     // O^T [dv][32], two: this block's and the last one's
     long bs = round_up(tk, MR) / MR * QB;    // each K panel's base [tk/12][32]
     return kp + vp + qp + pt + ot + bs + 6 * 16;  // + alignment slack
 }
@@ -185,6 +186,15 @@ static inline void weights_12x32(long d, const float *ap, const float *bp, float
     sm->sum1 = _mm512_add_ps(sm->sum1, e[1]);
 }
 
+// Piece `piece` of O^T [dv][32] (16 dimensions by 16 queries; pieces of dimensions 16 i, queries 16 j
+// numbered 2 i + j) stored transposed into the rows of out [queries][ldo].
+static void transpose_piece(const float *ot, long piece, long dv, long queries, float *out, long ldo) {
+    long i = piece / 2 * 16, j = piece % 2 * 16;
+    if (j >= queries) return;
+    jpgen_transpose_avx512(ot + i * QB + j, QB, dv - i < 16 ? dv - i : 16, queries - j < 16 ? queries - j : 16,
+                           out + j * ldo + i, ldo);
+}
+
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
 // O^T rows of the last V^T panel when it has at most R live dimensions (R = 4 or 8): the 12-row
@@ -241,7 +251,7 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
     float *qp = align64(vp + vpanels * tk * MR);
     float *pt = align64(qp + d * QB);
     float *ot = align64(pt + tk * QB);
-    float *bases = align64(ot + vpanels * MR * QB);
+    float *bases = align64(ot + 2 * vpanels * MR * QB);
     // K panels: kp[p][c][r] = K[12p + r][c] (zero past tk), the micro-kernel's A panels of K; the
     // next panel's rows are prefetched meanwhile.
     for (long p = 0; p < kpanels; p++) {
@@ -258,6 +268,8 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
                                   _mm512_maskz_loadu_ps((__mmask16)((1u << dims) - 1u), src + p * MR));
         }
     }
+    long pending = 0, last_q0 = 0, last_queries = 0;
+    float *last_ot = ot;
     for (long q0 = 0; q0 < tq; q0 += QB) {
         long queries = tq - q0 < QB ? tq - q0 : QB;
         // Q^T for these queries: qp[c][i] = Q[q0 + i][c] (zero past tq), a B panel of Q^T.
@@ -271,18 +283,31 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
         // P^T = exp(S^T - base), S^T = (scale Q) K^T, each 12-key tile exponentiated while in the registers.
         Softmax sm = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY), _mm512_setzero_ps(), _mm512_setzero_ps(),
                       _mm512_setzero_ps(), _mm512_setzero_ps(), 0};
+        // The last block's O^T goes to its rows 16 x 16 at a time between this block's tiles, its stores
+        // then drain while the tiles compute (at the block's end they stalled on the store buffer).
+        long every = pending > 0 ? (kpanels + pending - 1) / pending : 1;
         for (long p = 0; p < kpanels; p++) {
+            if (pending > 0 && p % every == 0) {
+                pending--;
+                transpose_piece(last_ot, pending, dv, last_queries, out + last_q0 * ldo, ldo);
+            }
             for (long e = 0; e < per_panel && line < out_lines; e++, line++)
                 __builtin_prefetch((const char *)(out + (q0 + line / row_lines) * ldo) + 64 * (line % row_lines), 1, 3);
             long rows = tk - p * MR < MR ? tk - p * MR : MR;
             weights_12x32(d, kp + p * d * MR, qp, pt, p, rows, &sm, bases);
         }
+        while (pending > 0) {
+            pending--;
+            transpose_piece(last_ot, pending, dv, last_queries, out + last_q0 * ldo, ldo);
+        }
         rescale_panels(&sm, bases, pt);
         __m512 inv0 = _mm512_div_ps(_mm512_set1_ps(1.f), sm.sum0), inv1 = _mm512_div_ps(_mm512_set1_ps(1.f), sm.sum1);
-        // O^T = V^T P^T, 12 dimensions at a time, scaled per query; then stored transposed into O's rows.
+        // O^T = V^T P^T, 12 dimensions at a time, scaled per query; stored transposed into O's rows during
+        // the next block (or at the end).
+        float *this_ot = last_ot == ot ? ot + vpanels * MR * QB : ot;
         for (long p = 0; p < vpanels; p++) {
             long dims = dv - p * MR < MR ? dv - p * MR : MR;
-            float *tile = ot + p * MR * QB;
+            float *tile = this_ot + p * MR * QB;
             if (dims <= 4) kernel_4x32(tk, vp + p * tk * MR, pt, tile, dims);
             else if (dims <= 8) kernel_8x32(tk, vp + p * tk * MR, pt, tile, dims);
             else jpgen_kernel_12x32(tk, vp + p * tk * MR, pt, tile, QB, MR, QB, 1.f, 0.f, 1, NULL);
@@ -291,7 +316,14 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
                 _mm512_store_ps(tile + r * QB + 16, _mm512_mul_ps(_mm512_load_ps(tile + r * QB + 16), inv1));
             }
         }
-        jpgen_transpose_avx512(ot, QB, dv, queries, out + q0 * ldo, ldo);
+        last_ot = this_ot;
+        last_q0 = q0;
+        last_queries = queries;
+        pending = (dv + 15) / 16 * 2;   // pieces past the queries are skipped
+    }
+    while (pending > 0) {
+        pending--;
+        transpose_piece(last_ot, pending, dv, last_queries, out + last_q0 * ldo, ldo);
     }
     _mm_setcsr(csr);
 }
