@@ -429,6 +429,10 @@ static void gemm_k_inner(long m, long n, long k, float alpha, const float *a, lo
 // instead, in the packed-A layout of the product that follows (jpgen_sgemm_pack_a of all packed_rows
 // rows, k = f; this call's rows from row0, a multiple of 12): each 12 x 32 tile of it, transposed while
 // in L1, is 384 contiguous floats of a panel.
+// With packed_out, the strip's destination (a cold region: the result is 4 times the input) is fetched
+// for writing a few lines per micro-tile while the strip's products run; the transposed stores of
+// 240 x 32 floats at the strip's end stalled on the store buffer, waiting for each line.
+__attribute__((target("prfchw")))
 static void geglu_k_inner(long m, long f, long k, long j0, long j1, const float *a, long lda, const float *packed_b,
                           const float *bias, float *out, long ldo, float *packed_out, long packed_rows, long row0,
                           float *ws) {
@@ -442,6 +446,12 @@ static void geglu_k_inner(long m, long f, long k, long j0, long j1, const float 
         pack_a_row_block(a, lda, ic, mc, k, mc_max, pa);
         for (long jr = j0; jr < j1; jr += NR) {
             long cols = min_l(NR, f - jr);
+            // this strip's 12 x 32 tiles of packed_out: 24 lines each, a panel's kc * 12 floats apart
+            long out_pc = jr / KC * KC, out_kc = min_l(KC, f - out_pc);
+            char *dst = packed_out ? (char *)(packed_out + out_pc * round_up(packed_rows, MR)
+                                              + (row0 + ic) / MR * out_kc * MR + (jr - out_pc) * MR) : NULL;
+            long dst_lines = packed_out ? tiles * NR * MR / 16 : 0, dst_line = 0;
+            long dst_per_tile = (dst_lines + 2 * tiles * ((k + KC - 1) / KC) - 1) / (2 * tiles * ((k + KC - 1) / KC));
             for (int half = 0; half < 2; half++) {
                 long col = half * f + jr, panel = col / NR;
                 float *tile = half ? tile_g : tile_h;
@@ -462,6 +472,8 @@ static void geglu_k_inner(long m, long f, long k, long j0, long j1, const float 
                     for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
                         long count;
                         const char *pf = prefetch_part(next, lines, tiles, t, &count);
+                        for (long e = 0; e < dst_per_tile && dst_line < dst_lines; e++, dst_line++)
+                            __builtin_prefetch(dst + dst_line / (NR * MR / 16) * out_kc * MR * 4 + dst_line % (NR * MR / 16) * 64, 1, 3);
                         kernel_12x32(kc, pa + pc * mc_max + (ir / MR) * kc * MR, bpanel, tile + ir * NR, NR,
                                      min_l(MR, mc - ir), cols, 1.f, 0.f, pc == 0, bias ? bias + col : NULL, pf, count);
                     }
