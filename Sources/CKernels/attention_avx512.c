@@ -34,7 +34,7 @@ long jpgen_attention_workspace_floats(long tk, long d, long dv) {
     long qp = d * QB;                        // Q^T [d][32]
     long pt = tk * QB;                       // P^T [tk][32]
     long ot = 2 * round_up(dv, MR) * QB;     // O^T [dv][32], two: this block's and the last one's
-    long bs = round_up(tk, MR) / MR * QB;    // each K panel's base [tk/12][32]
+    long bs = round_up(tk, MR) / MR * QB;    // the base (as mb) each K panel used [tk/12][32]
     return kp + vp + qp + pt + ot + bs + 6 * 16;  // + alignment slack
 }
 
@@ -165,12 +165,10 @@ static inline void weights_12x32(long d, const float *ap, const float *bp, float
         if (r < rows) {
             e[2 * r] = exp_shifted(acc[2 * r], sm->mb0);
             e[2 * r + 1] = exp_shifted(acc[2 * r + 1], sm->mb1);
-        } else {
-            e[2 * r] = e[2 * r + 1] = _mm512_setzero_ps();
-        }
-        if (r < rows) {
             _mm512_store_ps(tile + r * QB, e[2 * r]);
             _mm512_store_ps(tile + r * QB + 16, e[2 * r + 1]);
+        } else {
+            e[2 * r] = e[2 * r + 1] = _mm512_setzero_ps();
         }
     }
     // the tile's sums as a tree (a chain of 12 additions per half would hold the next tile back)
