@@ -184,13 +184,19 @@ static inline void weights_12x32(long d, const float *ap, const float *bp, float
     sm->sum1 = _mm512_add_ps(sm->sum1, e[1]);
 }
 
-// Piece `piece` of O^T [dv][32] (16 dimensions by 16 queries; pieces of dimensions 16 i, queries 16 j
-// numbered 2 i + j) stored transposed into the rows of out [queries][ldo].
-static void transpose_piece(const float *ot, long piece, long dv, long queries, float *out, long ldo) {
-    long i = piece / 2 * 16, j = piece % 2 * 16;
-    if (j >= queries) return;
-    jpgen_transpose_avx512(ot + i * QB + j, QB, dv - i < 16 ? dv - i : 16, queries - j < 16 ? queries - j : 16,
-                           out + j * ldo + i, ldo);
+// A block's O^T [dv][32] waiting to be stored transposed into its output rows out [queries][ldo], in
+// pieces of 16 dimensions by 16 queries (piece 2 i + j: dimensions from 16 i, queries from 16 j); pieces
+// is how many are left.
+typedef struct { const float *ot; float *out; long queries, pieces; } PendingOutput;
+
+// Stores the next piece of po, if one is left (a piece past its queries stores nothing).
+static void store_piece(PendingOutput *po, long dv, long ldo) {
+    if (po->pieces == 0) return;
+    po->pieces--;
+    long i = po->pieces / 2 * 16, j = po->pieces % 2 * 16;
+    if (j >= po->queries) return;
+    jpgen_transpose_avx512(po->ot + i * QB + j, QB, dv - i < 16 ? dv - i : 16, po->queries - j < 16 ? po->queries - j : 16,
+                           po->out + j * ldo + i, ldo);
 }
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
@@ -266,8 +272,7 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
                                   _mm512_maskz_loadu_ps((__mmask16)((1u << dims) - 1u), src + p * MR));
         }
     }
-    long pending = 0, last_q0 = 0, last_queries = 0;
-    float *last_ot = ot;
+    PendingOutput po = {ot, out, 0, 0};
     for (long q0 = 0; q0 < tq; q0 += QB) {
         long queries = tq - q0 < QB ? tq - q0 : QB;
         // Q^T for these queries: qp[c][i] = Q[q0 + i][c] (zero past tq), a B panel of Q^T.
@@ -283,26 +288,20 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
                       _mm512_setzero_ps(), _mm512_setzero_ps(), 0};
         // The last block's O^T goes to its rows 16 x 16 at a time between this block's tiles, its stores
         // then drain while the tiles compute (at the block's end they stalled on the store buffer).
-        long every = pending > 0 ? (kpanels + pending - 1) / pending : 1;
+        long every = po.pieces > 0 ? (kpanels + po.pieces - 1) / po.pieces : 1;
         for (long p = 0; p < kpanels; p++) {
-            if (pending > 0 && p % every == 0) {
-                pending--;
-                transpose_piece(last_ot, pending, dv, last_queries, out + last_q0 * ldo, ldo);
-            }
+            if (p % every == 0) store_piece(&po, dv, ldo);
             for (long e = 0; e < per_panel && line < out_lines; e++, line++)
                 __builtin_prefetch((const char *)(out + (q0 + line / row_lines) * ldo) + 64 * (line % row_lines), 1, 3);
             long rows = tk - p * MR < MR ? tk - p * MR : MR;
             weights_12x32(d, kp + p * d * MR, qp, pt, p, rows, &sm, bases);
         }
-        while (pending > 0) {
-            pending--;
-            transpose_piece(last_ot, pending, dv, last_queries, out + last_q0 * ldo, ldo);
-        }
+        while (po.pieces > 0) store_piece(&po, dv, ldo);
         rescale_panels(&sm, bases, pt);
         __m512 inv0 = _mm512_div_ps(_mm512_set1_ps(1.f), sm.sum0), inv1 = _mm512_div_ps(_mm512_set1_ps(1.f), sm.sum1);
         // O^T = V^T P^T, 12 dimensions at a time, scaled per query; stored transposed into O's rows during
         // the next block (or at the end).
-        float *this_ot = last_ot == ot ? ot + vpanels * MR * QB : ot;
+        float *this_ot = po.ot == ot ? ot + vpanels * MR * QB : ot;
         for (long p = 0; p < vpanels; p++) {
             long dims = dv - p * MR < MR ? dv - p * MR : MR;
             float *tile = this_ot + p * MR * QB;
@@ -314,15 +313,9 @@ void jpgen_attention_head_avx512(const float *q, long ldq, long tq, const float 
                 _mm512_store_ps(tile + r * QB + 16, _mm512_mul_ps(_mm512_load_ps(tile + r * QB + 16), inv1));
             }
         }
-        last_ot = this_ot;
-        last_q0 = q0;
-        last_queries = queries;
-        pending = (dv + 15) / 16 * 2;   // pieces past the queries are skipped
+        po = (PendingOutput){this_ot, out + q0 * ldo, queries, (dv + 15) / 16 * 2};
     }
-    while (pending > 0) {
-        pending--;
-        transpose_piece(last_ot, pending, dv, last_queries, out + last_q0 * ldo, ldo);
-    }
+    while (po.pieces > 0) store_piece(&po, dv, ldo);
     _mm_setcsr(csr);
 }
 #else

@@ -450,8 +450,8 @@ static void geglu_k_inner(long m, long f, long k, long j0, long j1, const float 
             long out_pc = jr / KC * KC, out_kc = min_l(KC, f - out_pc);
             char *dst = packed_out ? (char *)(packed_out + out_pc * round_up(packed_rows, MR)
                                               + (row0 + ic) / MR * out_kc * MR + (jr - out_pc) * MR) : NULL;
-            long dst_lines = packed_out ? tiles * NR * MR / 16 : 0, dst_line = 0;
-            long dst_per_tile = (dst_lines + 2 * tiles * ((k + KC - 1) / KC) - 1) / (2 * tiles * ((k + KC - 1) / KC));
+            long tile_lines = NR * MR / 16, calls = 2 * tiles * ((k + KC - 1) / KC);   // kernel calls per strip
+            long dst_lines = packed_out ? tiles * tile_lines : 0, dst_line = 0, dst_per_call = (dst_lines + calls - 1) / calls;
             for (int half = 0; half < 2; half++) {
                 long col = half * f + jr, panel = col / NR;
                 float *tile = half ? tile_g : tile_h;
@@ -472,8 +472,8 @@ static void geglu_k_inner(long m, long f, long k, long j0, long j1, const float 
                     for (long ir = 0, t = 0; ir < mc; ir += MR, t++) {
                         long count;
                         const char *pf = prefetch_part(next, lines, tiles, t, &count);
-                        for (long e = 0; e < dst_per_tile && dst_line < dst_lines; e++, dst_line++)
-                            __builtin_prefetch(dst + dst_line / (NR * MR / 16) * out_kc * MR * 4 + dst_line % (NR * MR / 16) * 64, 1, 3);
+                        for (long e = 0; e < dst_per_call && dst_line < dst_lines; e++, dst_line++)
+                            __builtin_prefetch(dst + dst_line / tile_lines * out_kc * MR * 4 + dst_line % tile_lines * 64, 1, 3);
                         kernel_12x32(kc, pa + pc * mc_max + (ir / MR) * kc * MR, bpanel, tile + ir * NR, NR,
                                      min_l(MR, mc - ir), cols, 1.f, 0.f, pc == 0, bias ? bias + col : NULL, pf, count);
                     }
